@@ -1,1 +1,27 @@
-//! placeholder
+//! Jupyter kernels for jupyter-mcp: find kernelspecs, launch kernels in their own process
+//! group, and talk to them over ZeroMQ following the Jupyter messaging protocol (v5.3).
+//!
+//! - [`spec`]: kernelspec discovery the way `jupyter_client` does it.
+//! - [`launch`]: connection files, port reservation, spawning, kernel log capture.
+//! - [`client`]: one [`KernelClient`] per kernel; IOPub, shell, stdin and control replies are
+//!   routed to the request that caused them by exact `parent_header.msg_id`.
+//! - [`wire`]: the raw message shape we keep (header/parent/content as JSON, losslessly).
+//! - [`process`]: PIDs, process start times and signals.
+
+pub mod client;
+pub mod error;
+pub mod launch;
+pub mod process;
+pub mod spec;
+pub mod start;
+pub mod wire;
+
+pub use client::{ExecuteOptions, KernelClient, KernelEvent, RequestHandle};
+pub use error::KernelError;
+pub use launch::{LaunchOptions, LaunchedKernel};
+pub use spec::{find_kernelspec, list_kernelspecs, InterruptMode, KernelSpec};
+pub use start::{start_kernel, StartedKernel};
+pub use wire::WireMessage;
+
+/// Result alias for this crate.
+pub type Result<T, E = KernelError> = std::result::Result<T, E>;

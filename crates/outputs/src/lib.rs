@@ -1,1 +1,19 @@
-//! placeholder
+//! jmcp-outputs: Jupyter IOPub messages to nbformat outputs with nbclient 0.11
+//! semantics ([`accumulate`], [`coalesce`]), and bounded rendering of those
+//! outputs for an AI agent ([`render`](mod@render)).
+//!
+//! Messages are Jupyter messaging-spec IOPub messages given as
+//! `(msg_type, content)`; outputs are nbformat v4 output dicts as
+//! `serde_json::Value`s (key order as nbformat builds them).
+
+pub mod accumulate;
+pub mod coalesce;
+pub mod render;
+mod text;
+
+pub use accumulate::{apply_display_update, output_from_msg, Applied, Finished, OutputAccumulator};
+pub use coalesce::{apply_carriage_returns, coalesce_streams, Coalesced};
+pub use render::{
+    bound_text, render, strip_ansi, ErrorInfo, ImageContent, RenderOptions, Rendered,
+    RenderedOutput, Truncated, MARKER_MAX_BYTES,
+};

@@ -1,0 +1,198 @@
+//! Launching a kernel: reserve five loopback ports, write the connection file (mode 0600,
+//! random HMAC key) into the runtime dir, spawn the kernelspec's argv in its own process group
+//! (so the server can exit or restart without killing it), with stdout and stderr appended to a
+//! log file beside the connection file (the server may die; a pipe would break the kernel).
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use jupyter_protocol::connection_info::{ConnectionInfo, Transport};
+use rand::RngCore as _;
+
+use crate::{process, KernelError, KernelSpec, Result};
+
+/// Where and how to launch.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// Working directory of the kernel (the notebook's folder).
+    pub cwd: PathBuf,
+    /// Directory for connection and log files (`DATA_DIR/kernels`).
+    pub runtime_dir: PathBuf,
+}
+
+/// A freshly spawned kernel process (not yet known to be ready).
+#[derive(Debug)]
+pub struct LaunchedKernel {
+    /// Process id (also its process group id).
+    pub pid: u32,
+    /// Start time of the process in clock ticks since boot (PID-reuse guard).
+    pub start_time: Option<u64>,
+    /// Ports and key.
+    pub connection: ConnectionInfo,
+    /// `DATA_DIR/kernels/kernel-<id>.json`.
+    pub connection_file: PathBuf,
+    /// `DATA_DIR/kernels/kernel-<id>.log` (the kernel's stdout and stderr).
+    pub log_file: PathBuf,
+    /// The child handle: waiting on it tells us when the kernel exits.
+    pub child: tokio::process::Child,
+}
+
+/// Spawns `spec` with a new connection file. Errors carry the kernel log's tail.
+pub async fn launch(spec: &KernelSpec, opts: &LaunchOptions) -> Result<LaunchedKernel> {
+    std::fs::create_dir_all(&opts.runtime_dir)
+        .map_err(|e| KernelError::io(format!("creating {}", opts.runtime_dir.display()), e))?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let connection_file = opts.runtime_dir.join(format!("kernel-{id}.json"));
+    let log_file = opts.runtime_dir.join(format!("kernel-{id}.log"));
+
+    let (ports, listeners) =
+        jupyter_zmq_client::peek_ports_with_listeners(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+            .await
+            .map_err(|e| KernelError::connection("reserving kernel ports", e))?;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    let connection = ConnectionInfo {
+        ip: "127.0.0.1".into(),
+        transport: Transport::TCP,
+        shell_port: ports[0],
+        iopub_port: ports[1],
+        stdin_port: ports[2],
+        control_port: ports[3],
+        hb_port: ports[4],
+        key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        signature_scheme: "hmac-sha256".into(),
+        kernel_name: Some(spec.name.clone()),
+    };
+    write_private(
+        &connection_file,
+        &serde_json::to_vec_pretty(&connection).unwrap_or_default(),
+    )?;
+
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_file)
+        .map_err(|e| KernelError::io(format!("creating {}", log_file.display()), e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| KernelError::io("duplicating the kernel log handle", e))?;
+
+    let argv = kernel_argv(spec, &connection_file);
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&opts.cwd)
+        .envs(&spec.env)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .kill_on_drop(false);
+    let child = cmd.spawn().map_err(|e| KernelError::StartFailed {
+        name: spec.name.clone(),
+        reason: format!("could not run {:?}: {e}", argv[0]),
+        stderr_tail: vec![],
+    })?;
+    // The kernel binds the ports as its first action; release our reservations now.
+    drop(listeners);
+    let pid = child.id().ok_or_else(|| KernelError::StartFailed {
+        name: spec.name.clone(),
+        reason: "the process exited immediately".into(),
+        stderr_tail: log_tail(&log_file, 20),
+    })?;
+    Ok(LaunchedKernel {
+        pid,
+        start_time: process::start_time(pid),
+        connection,
+        connection_file,
+        log_file,
+        child,
+    })
+}
+
+/// The argv with `{connection_file}` substituted; IPython kernels get an in-memory history
+/// (`--HistoryManager.hist_file=:memory:`) as nbclient gives them.
+pub fn kernel_argv(spec: &KernelSpec, connection_file: &Path) -> Vec<String> {
+    let file = connection_file.to_string_lossy();
+    let mut argv: Vec<String> = spec
+        .argv
+        .iter()
+        .map(|a| a.replace("{connection_file}", &file))
+        .collect();
+    if spec.is_ipykernel()
+        && !argv
+            .iter()
+            .any(|a| a.starts_with("--HistoryManager.hist_file"))
+    {
+        argv.push("--HistoryManager.hist_file=:memory:".into());
+    }
+    argv
+}
+
+/// The last `n` lines of a kernel log (empty if unreadable).
+pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return vec![];
+    };
+    // Logs can be large: only look at the last 64 KiB.
+    let start = bytes.len().saturating_sub(64 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Creates `path` with mode 0600 from the first byte on (no window with wider permissions).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| KernelError::io(format!("creating {}", path.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| KernelError::io(format!("writing {}", path.display()), e))
+}
+
+/// Reads a connection file written by [`launch`] (used to reattach).
+pub fn read_connection_file(path: &Path) -> Result<ConnectionInfo> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| KernelError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        KernelError::io(
+            format!("parsing {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn connection_file_is_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.json");
+        write_private(&p, b"{}").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(write_private(&p, b"{}").is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn log_tail_keeps_last_non_empty_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("k.log");
+        std::fs::write(&p, "a\n\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&p, 2), vec!["b", "c"]);
+        assert!(log_tail(&tmp.path().join("missing"), 2).is_empty());
+    }
+}

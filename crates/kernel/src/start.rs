@@ -1,0 +1,98 @@
+//! Start a kernel and hand back a ready client: launch, connect once the kernel has bound its
+//! ports, then wait for readiness (kernel_info reply + IOPub idle). Launches in this process are
+//! serialised from port reservation until the kernel is connected, so two launches never hand the
+//! same freed port to two kernels.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::launch::{launch, log_tail, LaunchOptions, LaunchedKernel};
+use crate::{KernelClient, KernelError, KernelSpec, Result};
+
+static LAUNCH_LOCK: Mutex<()> = Mutex::const_new(());
+
+/// A kernel that answered `kernel_info_request`.
+pub struct StartedKernel {
+    /// The process and its files.
+    pub launched: LaunchedKernel,
+    /// Connected client.
+    pub client: KernelClient,
+    /// Content of the `kernel_info_reply` (has `language_info`).
+    pub kernel_info: Value,
+}
+
+/// Launches `spec` and waits up to `timeout` for it to be ready. If the process exits first,
+/// the error carries the last lines of its log (stderr). The process is killed on failure.
+pub async fn start_kernel(
+    spec: &KernelSpec,
+    opts: &LaunchOptions,
+    timeout: Duration,
+) -> Result<StartedKernel> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let guard = LAUNCH_LOCK.lock().await;
+    let mut launched = launch(spec, opts).await?;
+    let client = loop {
+        if let Some(status) = launched.child.try_wait().ok().flatten() {
+            return Err(fail(
+                spec,
+                &launched,
+                format!("the kernel process exited ({status})"),
+            ));
+        }
+        match KernelClient::connect(&launched.connection).await {
+            Ok(c) => break c,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::trace!("kernel not listening yet: {e}");
+                // Startup only: the kernel binds within ~0.2 s; retry connecting shortly.
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => {
+                kill(&mut launched).await;
+                return Err(fail(spec, &launched, format!("could not connect: {e}")));
+            }
+        }
+    };
+    drop(guard);
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let ready = tokio::select! {
+        r = client.wait_ready(remaining.max(Duration::from_secs(1))) => r,
+        status = launched.child.wait() => Err(KernelError::StartFailed {
+            name: spec.name.clone(),
+            reason: match status {
+                Ok(s) => format!("the kernel process exited ({s})"),
+                Err(e) => format!("waiting for the kernel process failed: {e}"),
+            },
+            stderr_tail: vec![],
+        }),
+    };
+    match ready {
+        Ok(kernel_info) => Ok(StartedKernel {
+            launched,
+            client,
+            kernel_info,
+        }),
+        Err(e) => {
+            kill(&mut launched).await;
+            let reason = match e {
+                KernelError::StartFailed { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            Err(fail(spec, &launched, reason))
+        }
+    }
+}
+
+fn fail(spec: &KernelSpec, launched: &LaunchedKernel, reason: String) -> KernelError {
+    KernelError::StartFailed {
+        name: spec.name.clone(),
+        reason,
+        stderr_tail: log_tail(&launched.log_file, 20),
+    }
+}
+
+async fn kill(launched: &mut LaunchedKernel) {
+    let _ = crate::process::signal_group(launched.pid, libc::SIGKILL);
+    let _ = launched.child.wait().await;
+}

@@ -1,0 +1,139 @@
+//! The message shape the rest of jupyter-mcp sees: header, parent and content kept as JSON
+//! exactly as the kernel sent them (Jupyter messaging spec v5.3, "General Message Format").
+//! Framing and HMAC verification come from `jupyter-zmq-client`'s `RawMessage`; we parse the
+//! four JSON frames ourselves so that MIME bundles reach the notebook byte-for-byte.
+
+use jupyter_zmq_client::RawMessage;
+use serde_json::Value;
+
+/// Which socket a message arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Replies to execute/kernel_info/... requests.
+    Shell,
+    /// Broadcast side effects: status, stream, display_data, execute_result, error, ...
+    IoPub,
+    /// `input_request` from `input()` / `getpass()`.
+    Stdin,
+    /// Replies to interrupt/shutdown requests.
+    Control,
+}
+
+/// One received Jupyter message.
+#[derive(Debug, Clone)]
+pub struct WireMessage {
+    /// The socket it came from.
+    pub channel: Channel,
+    /// `header.msg_id`.
+    pub msg_id: String,
+    /// `header.msg_type`, e.g. `stream`, `execute_reply`.
+    pub msg_type: String,
+    /// `parent_header.msg_id`; `None` when the parent header is empty.
+    pub parent_msg_id: Option<String>,
+    /// The whole header (kept for replies that must name it as their parent).
+    pub header: Value,
+    /// The content object, untouched.
+    pub content: Value,
+}
+
+impl WireMessage {
+    /// Parses the JSON frames of a verified raw message.
+    pub fn from_raw(channel: Channel, raw: &RawMessage) -> Result<WireMessage, String> {
+        let frame = |i: usize| -> Result<Value, String> {
+            let bytes = raw
+                .jparts
+                .get(i)
+                .ok_or_else(|| format!("missing frame {i}"))?;
+            serde_json::from_slice(bytes).map_err(|e| format!("frame {i} is not JSON: {e}"))
+        };
+        let header = frame(0)?;
+        let parent = frame(1)?;
+        let content = frame(3)?;
+        let msg_id = header
+            .get("msg_id")
+            .and_then(Value::as_str)
+            .ok_or("header has no msg_id")?
+            .to_string();
+        let msg_type = header
+            .get("msg_type")
+            .and_then(Value::as_str)
+            .ok_or("header has no msg_type")?
+            .to_string();
+        let parent_msg_id = parent
+            .get("msg_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        Ok(WireMessage {
+            channel,
+            msg_id,
+            msg_type,
+            parent_msg_id,
+            header,
+            content,
+        })
+    }
+
+    /// `content.execution_state` of a `status` message.
+    pub fn execution_state(&self) -> Option<&str> {
+        if self.msg_type == "status" {
+            self.content.get("execution_state").and_then(Value::as_str)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn raw(header: &str, parent: &str, content: &str) -> RawMessage {
+        RawMessage {
+            zmq_identities: vec![],
+            jparts: vec![
+                Bytes::from(header.to_string()),
+                Bytes::from(parent.to_string()),
+                Bytes::from_static(b"{}"),
+                Bytes::from(content.to_string()),
+            ],
+        }
+    }
+
+    #[test]
+    fn parses_parent_and_content_losslessly() {
+        let m = WireMessage::from_raw(
+            Channel::IoPub,
+            &raw(
+                r#"{"msg_id":"a","msg_type":"display_data"}"#,
+                r#"{"msg_id":"p-1"}"#,
+                r#"{"data":{"application/vnd.custom+json":{"z":1,"a":[1,2]}},"metadata":{}}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(m.parent_msg_id.as_deref(), Some("p-1"));
+        assert_eq!(m.content["data"]["application/vnd.custom+json"]["a"][1], 2);
+    }
+
+    #[test]
+    fn empty_parent_header_has_no_parent() {
+        let m = WireMessage::from_raw(
+            Channel::IoPub,
+            &raw(
+                r#"{"msg_id":"a","msg_type":"status"}"#,
+                "{}",
+                r#"{"execution_state":"starting"}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(m.parent_msg_id, None);
+        assert_eq!(m.execution_state(), Some("starting"));
+    }
+
+    #[test]
+    fn header_without_msg_type_is_rejected() {
+        let err = WireMessage::from_raw(Channel::Shell, &raw(r#"{"msg_id":"a"}"#, "{}", "{}"));
+        assert!(err.is_err());
+    }
+}
