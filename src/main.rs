@@ -1,1 +1,57 @@
-fn main() {}
+//! The `jupyter-mcp` binary: parse flags, build the service, map errors to exit codes.
+
+use clap::Parser as _;
+use jupyter_mcp::cli::{Cli, Command, Transport};
+use jupyter_mcp::engine::Engine;
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match real_main(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                2
+            }
+        }
+    });
+    // Kernels run in their own process groups and are not affected by leaving here.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve(args) => {
+            args.shared.init_logging();
+            if args.transport == Transport::Http {
+                anyhow::bail!(
+                    "--transport http (daemon mode) is not available in this version; use stdio"
+                );
+            }
+            let cwd = std::env::current_dir()?;
+            let config = args.shared.config(&cwd, args.stop_kernels_on_exit)?;
+            let stop = config.stop_kernels_on_exit;
+            let engine = Engine::new(config)?;
+            let result = jupyter_mcp::mcp::serve_stdio(engine.clone()).await;
+            engine.shutdown(stop).await;
+            result?;
+            Ok(0)
+        }
+        Command::Run(args) => {
+            args.shared.init_logging();
+            jupyter_mcp::run::run(args).await
+        }
+        Command::Doctor(shared) => {
+            shared.init_logging();
+            jupyter_mcp::doctor::run(&shared).await
+        }
+    }
+}

@@ -249,7 +249,14 @@ impl KernelClient {
 
     /// Sends an `execute_request`; the handle yields its IOPub messages, the `execute_reply`
     /// and any `input_request`.
-    pub async fn execute(&self, code: &str, opts: ExecuteOptions) -> Result<RequestHandle> {
+    /// `msg_id` may be chosen by the caller (so that it is recorded durably before the kernel
+    /// sees the request); `None` generates one.
+    pub async fn execute(
+        &self,
+        code: &str,
+        opts: ExecuteOptions,
+        msg_id: Option<String>,
+    ) -> Result<RequestHandle> {
         let req = ExecuteRequest {
             code: code.to_string(),
             silent: opts.silent,
@@ -258,7 +265,7 @@ impl KernelClient {
             allow_stdin: opts.allow_stdin,
             stop_on_error: opts.stop_on_error,
         };
-        self.send_shell(req.into()).await
+        self.send_shell_with_id(req.into(), msg_id).await
     }
 
     /// Answers an `input_request` (whose header is given) with `value`.
@@ -329,7 +336,18 @@ impl KernelClient {
     }
 
     async fn send_shell(&self, content: JupyterMessageContent) -> Result<RequestHandle> {
-        let msg = JupyterMessage::new(content, None);
+        self.send_shell_with_id(content, None).await
+    }
+
+    async fn send_shell_with_id(
+        &self,
+        content: JupyterMessageContent,
+        msg_id: Option<String>,
+    ) -> Result<RequestHandle> {
+        let mut msg = JupyterMessage::new(content, None);
+        if let Some(id) = msg_id {
+            msg.header.msg_id = id;
+        }
         let handle = self.register(&msg.header.msg_id);
         let mut shell = self.inner.shell.lock().await;
         shell

@@ -42,7 +42,7 @@ impl Kernel {
     async fn run(&self, code: &str) -> (Vec<(String, Value)>, Value) {
         let mut h = self
             .client
-            .execute(code, ExecuteOptions::default())
+            .execute(code, ExecuteOptions::default(), None)
             .await
             .unwrap();
         let mut msgs = Vec::new();
@@ -136,6 +136,7 @@ async fn stdin_input_request_is_answered() {
         .execute(
             "x = input('name? ')\nprint('hi', x)",
             ExecuteOptions::default(),
+            None,
         )
         .await
         .unwrap();
@@ -168,7 +169,11 @@ async fn sigint_interrupts_a_sleeping_cell() {
     let k = Kernel::start().await;
     let mut h = k
         .client
-        .execute("import time; time.sleep(60)", ExecuteOptions::default())
+        .execute(
+            "import time; time.sleep(60)",
+            ExecuteOptions::default(),
+            None,
+        )
         .await
         .unwrap();
     // Wait until the kernel is busy with it.

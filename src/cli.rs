@@ -1,0 +1,137 @@
+//! Command line (SPEC §1): `serve`, `run`, `doctor`, and the shared options.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::paths::Root;
+
+/// jupyter-mcp: AI agents work in real Jupyter kernels and notebooks over MCP.
+#[derive(Debug, Parser)]
+#[command(name = "jupyter-mcp", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP (stdio by default).
+    Serve(ServeArgs),
+    /// Execute every code cell of a notebook headlessly and write the outputs into it.
+    Run(RunArgs),
+    /// Pre-flight checks: kernelspecs, data dir, state database.
+    Doctor(Shared),
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Shared {
+    /// Notebooks live under here; no path may resolve outside it (default: working directory).
+    #[arg(long, env = "JUPYTER_MCP_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Server state directory (default: ~/.local/share/jupyter-mcp).
+    #[arg(long, env = "JUPYTER_MCP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Bytes of output text per cell returned to the agent.
+    #[arg(long, default_value_t = 8192)]
+    pub max_text_bytes: usize,
+    /// Seconds a kernel may take to start.
+    #[arg(long, default_value_t = 60.0)]
+    pub kernel_start_timeout: f64,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+    /// Transport: stdio (Streamable HTTP arrives with daemon mode).
+    #[arg(long, value_enum, default_value = "stdio")]
+    pub transport: Transport,
+    /// Stop kernels when the server exits (default: keep them running for the next start).
+    #[arg(long)]
+    pub stop_kernels_on_exit: bool,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The notebook to execute (relative to the working directory).
+    pub notebook: PathBuf,
+    /// Per-cell time limit in seconds (default: none). A cell over it is interrupted.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Kernel to use when the notebook names none (default python3).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Keep going after a cell raises (like nbclient's allow_errors).
+    #[arg(long)]
+    pub allow_errors: bool,
+    #[command(flatten)]
+    pub shared: Shared,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// MCP transport.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Transport {
+    Stdio,
+    Http,
+}
+
+impl Shared {
+    /// Builds the engine configuration; `default_root` is used when `--root` is absent.
+    pub fn config(
+        &self,
+        default_root: &Path,
+        stop_kernels_on_exit: bool,
+    ) -> anyhow::Result<Config> {
+        let root_dir = self
+            .root
+            .clone()
+            .unwrap_or_else(|| default_root.to_path_buf());
+        let root = Root::new(&root_dir)?;
+        let data_dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => dirs::data_dir()
+                .map(|d| d.join("jupyter-mcp"))
+                .ok_or_else(|| anyhow::anyhow!("no data directory: pass --data-dir"))?,
+        };
+        Ok(Config {
+            root,
+            data_dir,
+            max_text_bytes: self.max_text_bytes.max(256),
+            kernel_start_timeout: Duration::from_secs_f64(
+                self.kernel_start_timeout.clamp(1.0, 3600.0),
+            ),
+            stop_kernels_on_exit,
+            default_kernel: "python3".into(),
+        })
+    }
+
+    /// Installs the stderr logger (RUST_LOG sets levels; default warn).
+    pub fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _ = match self.log_format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
+    }
+}

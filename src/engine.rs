@@ -1,0 +1,112 @@
+//! The engine: notebooks, kernels and executions, independent of any transport. The MCP layer
+//! and the headless `run` command both drive it.
+//!
+//! Invariants:
+//! - an execution's row is committed in `state.db` before its id is returned and before the
+//!   kernel receives its code;
+//! - executions of one notebook run one at a time, in submission order (one worker per notebook);
+//!   different notebooks run in parallel;
+//! - waiting for a result is signalled through `watch` channels, never polled;
+//! - std mutexes guard short critical sections only and are never held across `.await`.
+
+mod cells;
+mod error;
+mod live;
+mod notebook_ops;
+mod ops;
+mod session;
+mod views;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use cells::Position;
+pub use error::{EngineError, EngineResult};
+pub use views::{CellView, ExecutionView, KernelView, SubmitItem};
+
+use crate::config::Config;
+use crate::paths::RootedPath;
+use crate::store::Store;
+use live::LiveRegistry;
+use session::NotebookSession;
+
+/// Handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    live: LiveRegistry,
+    sessions: Mutex<HashMap<String, Arc<NotebookSession>>>,
+}
+
+impl Engine {
+    /// Opens the store under the data dir (creating it) and returns an idle engine.
+    pub fn new(config: Config) -> EngineResult<Engine> {
+        std::fs::create_dir_all(config.kernels_dir()).map_err(|source| {
+            crate::store::StoreError::DataDir {
+                path: config.kernels_dir(),
+                source,
+            }
+        })?;
+        let store = Store::open(&config.db_path())?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                live: LiveRegistry::default(),
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The durable store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn live(&self) -> &LiveRegistry {
+        &self.inner.live
+    }
+
+    /// Resolves a notebook path under the root.
+    pub fn notebook_path(&self, notebook: &str) -> EngineResult<RootedPath> {
+        Ok(self.inner.config.root.notebook(notebook)?)
+    }
+
+    /// The session of a notebook, created (with its worker) on first use.
+    fn session(&self, path: &RootedPath) -> Arc<NotebookSession> {
+        let mut sessions = match self.inner.sessions.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(s) = sessions.get(&path.rel) {
+            return s.clone();
+        }
+        let (session, rx) = NotebookSession::new(path.clone());
+        sessions.insert(path.rel.clone(), session.clone());
+        tokio::spawn(worker::run(self.clone(), session.clone(), rx));
+        session
+    }
+
+    fn existing_session(&self, rel: &str) -> Option<Arc<NotebookSession>> {
+        self.inner.sessions.lock().ok()?.get(rel).cloned()
+    }
+
+    fn all_sessions(&self) -> Vec<Arc<NotebookSession>> {
+        self.inner
+            .sessions
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,254 @@
+//! A notebook's kernel session: which kernel runs its code, starting it on demand, noticing
+//! when it dies, and interrupt / restart / shutdown. One session per notebook; its worker
+//! (see `worker.rs`) runs the notebook's executions in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jmcp_kernel::launch::{log_tail, LaunchOptions};
+use jmcp_kernel::{process, start_kernel, InterruptMode, KernelClient, KernelSpec};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::notebook_ops::FileLock;
+use super::{EngineError, EngineResult};
+use crate::paths::RootedPath;
+use crate::store::{self, KernelSessionRecord};
+
+/// A kernel process serving one notebook.
+pub struct RunningKernel {
+    /// Connected client.
+    pub client: KernelClient,
+    /// Process id (= process group id).
+    pub pid: u32,
+    /// Kernelspec it was started from.
+    pub spec: KernelSpec,
+    /// Row id in `kernel_sessions`.
+    pub session_id: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Kernel log (stdout+stderr).
+    pub log_file: std::path::PathBuf,
+    /// Connection file.
+    pub connection_file: std::path::PathBuf,
+    /// `Some(reason)` once the process exited.
+    pub exited: watch::Receiver<Option<String>>,
+    /// Set before we stop it on purpose (restart/shutdown), so its end is not reported as a crash.
+    pub stopping: AtomicBool,
+    /// `kernel_info_reply` content.
+    pub kernel_info: Value,
+}
+
+impl RunningKernel {
+    /// `starting`/`idle`/`busy`, or `dead`.
+    pub fn state(&self) -> String {
+        if self.exited.borrow().is_some() || self.client.dead_reason().is_some() {
+            "dead".into()
+        } else {
+            self.client.execution_state()
+        }
+    }
+
+    /// Last lines of the kernel's stderr/stdout log.
+    pub fn log_tail(&self, n: usize) -> Vec<String> {
+        log_tail(&self.log_file, n)
+    }
+}
+
+/// The execution currently in the kernel.
+pub struct RunningExecution {
+    /// Execution id.
+    pub id: String,
+    /// Set by interrupt/restart so that the resulting error is recorded as `interrupted`.
+    pub interrupted: Arc<AtomicBool>,
+    /// Header of a pending `input_request`.
+    pub input_request: Mutex<Option<Value>>,
+}
+
+/// Everything the engine keeps per notebook.
+pub struct NotebookSession {
+    /// The notebook.
+    pub path: RootedPath,
+    /// Execution ids to run, in order.
+    pub queue: mpsc::UnboundedSender<String>,
+    /// The current kernel, if any.
+    pub kernel: Mutex<Option<Arc<RunningKernel>>>,
+    /// The execution in the kernel now.
+    pub running: Mutex<Option<Arc<RunningExecution>>>,
+    /// Why the previous kernel died, to tell the next execution.
+    pub death_note: Mutex<Option<String>>,
+    /// Serialises kernel start/restart/shutdown.
+    pub lifecycle: tokio::sync::Mutex<()>,
+    /// Serialises notebook file edits.
+    pub file_lock: FileLock,
+    /// display_id -> (cell_id -> output indices), for `update_display_data` across cells.
+    pub displays: Mutex<HashMap<String, HashMap<String, Vec<usize>>>>,
+}
+
+impl NotebookSession {
+    /// A session with an idle queue; the caller spawns the worker on the receiver.
+    pub fn new(path: RootedPath) -> (Arc<NotebookSession>, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let s = Arc::new(NotebookSession {
+            path,
+            queue: tx,
+            kernel: Mutex::new(None),
+            running: Mutex::new(None),
+            death_note: Mutex::new(None),
+            lifecycle: tokio::sync::Mutex::new(()),
+            file_lock: Arc::new(Mutex::new(())),
+            displays: Mutex::new(HashMap::new()),
+        });
+        (s, rx)
+    }
+
+    /// The live kernel, if there is one and it has not died.
+    pub fn current_kernel(&self) -> Option<Arc<RunningKernel>> {
+        let k = self.kernel.lock().ok()?.clone()?;
+        (k.state() != "dead").then_some(k)
+    }
+
+    /// The running execution, if any.
+    pub fn running(&self) -> Option<Arc<RunningExecution>> {
+        self.running.lock().ok()?.clone()
+    }
+}
+
+/// Starts a kernel for `session` from `spec`, records it, and watches its process.
+pub async fn launch_kernel(
+    engine: &super::Engine,
+    session: &Arc<NotebookSession>,
+    spec: &KernelSpec,
+) -> EngineResult<Arc<RunningKernel>> {
+    let cfg = engine.config();
+    let cwd = session
+        .path
+        .abs
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| cfg.root.path().to_path_buf());
+    let opts = LaunchOptions {
+        cwd,
+        runtime_dir: cfg.kernels_dir(),
+    };
+    let started = start_kernel(spec, &opts, cfg.kernel_start_timeout).await?;
+    let mut launched = started.launched;
+    let record = KernelSessionRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        notebook: session.path.rel.clone(),
+        kernel_name: spec.name.clone(),
+        pid: Some(launched.pid),
+        pid_start_time: launched.start_time,
+        connection_file: Some(launched.connection_file.to_string_lossy().to_string()),
+        log_file: Some(launched.log_file.to_string_lossy().to_string()),
+        state: "idle".into(),
+        started_at: store::now(),
+    };
+    let rec = record.clone();
+    engine.store().call(move |c| rec.insert(c)).await?;
+
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let kernel = Arc::new(RunningKernel {
+        client: started.client,
+        pid: launched.pid,
+        spec: spec.clone(),
+        session_id: record.id.clone(),
+        started_at: record.started_at.clone(),
+        log_file: launched.log_file.clone(),
+        connection_file: launched.connection_file.clone(),
+        exited: exit_rx,
+        stopping: AtomicBool::new(false),
+        kernel_info: started.kernel_info,
+    });
+    // Death watcher: owns the child; reaps it and reports its end.
+    let weak_kernel = Arc::downgrade(&kernel);
+    let weak_session = Arc::downgrade(session);
+    let store = engine.store().clone();
+    tokio::spawn(async move {
+        let status = launched.child.wait().await;
+        let Some(kernel) = weak_kernel.upgrade() else {
+            return;
+        };
+        let tail = kernel.log_tail(10);
+        let intentional = kernel.stopping.load(Ordering::SeqCst);
+        let mut reason = match status {
+            Ok(s) => format!("the kernel process exited ({s})"),
+            Err(e) => format!("the kernel process was lost ({e})"),
+        };
+        if !intentional && !tail.is_empty() {
+            reason.push_str(&format!(". Last lines of its stderr:\n{}", tail.join("\n")));
+        }
+        kernel.client.mark_dead(reason.clone());
+        exit_tx.send_replace(Some(reason.clone()));
+        let _ = std::fs::remove_file(&kernel.connection_file);
+        let (state, why) = if intentional {
+            ("shutdown", "stopped by request".to_string())
+        } else {
+            ("dead", reason.clone())
+        };
+        let id = kernel.session_id.clone();
+        let _ = store
+            .call(move |c| store::sessions::end_session(c, &id, state, &why))
+            .await;
+        if let Some(session) = weak_session.upgrade() {
+            if !intentional {
+                if let Ok(mut note) = session.death_note.lock() {
+                    *note = Some(reason);
+                }
+            }
+            if let Ok(mut k) = session.kernel.lock() {
+                if k.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &kernel)) {
+                    *k = None;
+                }
+            }
+        }
+    });
+    Ok(kernel)
+}
+
+/// Interrupts the kernel as its kernelspec says (`signal`: SIGINT to its process group;
+/// `message`: `interrupt_request` on control).
+pub async fn interrupt(kernel: &RunningKernel) -> EngineResult<()> {
+    match kernel.spec.interrupt_mode {
+        InterruptMode::Signal => process::signal_group(kernel.pid, libc::SIGINT).map_err(|e| {
+            EngineError::Kernel(jmcp_kernel::KernelError::io(
+                "sending SIGINT to the kernel",
+                e,
+            ))
+        }),
+        InterruptMode::Message => {
+            let mut h = kernel.client.interrupt_request().await?;
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.next()).await;
+            Ok(())
+        }
+    }
+}
+
+/// Stops a kernel: `shutdown_request`, then SIGTERM, then SIGKILL to its process group,
+/// waiting for the process to exit at each step.
+pub async fn stop_kernel(kernel: &RunningKernel) {
+    kernel.stopping.store(true, Ordering::SeqCst);
+    let mut exited = kernel.exited.clone();
+    let wait_exit = |exited: &mut watch::Receiver<Option<String>>, secs: u64| {
+        let mut rx = exited.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(secs), rx.wait_for(|e| e.is_some()))
+                .await
+                .is_ok()
+        }
+    };
+    if let Ok(mut h) = kernel.client.shutdown_request(false).await {
+        let _ = tokio::time::timeout(Duration::from_secs(2), h.next()).await;
+    }
+    if wait_exit(&mut exited, 5).await {
+        return;
+    }
+    let _ = process::signal_group(kernel.pid, libc::SIGTERM);
+    if wait_exit(&mut exited, 3).await {
+        return;
+    }
+    let _ = process::signal_group(kernel.pid, libc::SIGKILL);
+    let _ = wait_exit(&mut exited, 3).await;
+}

@@ -1,0 +1,419 @@
+//! The per-notebook worker: takes execution ids in order, makes sure a kernel is running, sends
+//! each `execute_request`, builds the cell's outputs from its IOPub messages (nbclient
+//! semantics), records progress and the final state in the store, and writes the outputs into
+//! the notebook. Waiters are woken through the live registry.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jmcp_kernel::{ExecuteOptions, KernelEvent};
+use jmcp_outputs::{apply_display_update, Applied, OutputAccumulator};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::session::{NotebookSession, RunningExecution, RunningKernel};
+use super::{notebook_ops, Engine, EngineError};
+use crate::store::{self, ExecutionRecord, Status};
+
+/// How often outputs of a running execution are persisted (they are also kept in memory).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs the queue of one notebook until the engine drops the session.
+pub async fn run(
+    engine: Engine,
+    session: Arc<NotebookSession>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(id) = rx.recv().await {
+        if let Err(e) = run_one(&engine, &session, &id).await {
+            tracing::error!(execution = %id, "execution failed inside the server: {e}");
+            let note = format!("the server could not run this execution: {e}");
+            let _ = finish_without_kernel(&engine, &id, Status::Failed, "ServerError", &note).await;
+        }
+    }
+}
+
+async fn run_one(
+    engine: &Engine,
+    session: &Arc<NotebookSession>,
+    id: &str,
+) -> Result<(), EngineError> {
+    let owned = id.to_string();
+    let Some(rec) = engine
+        .store()
+        .call(move |c| store::executions::get(c, &owned))
+        .await?
+    else {
+        return Ok(());
+    };
+    if rec.status != Status::Pending {
+        return Ok(()); // cancelled while queued
+    }
+    let (kernel, mut note) = match engine.ensure_kernel(session, None).await {
+        Ok(k) => k,
+        Err(e) => {
+            let msg = e.to_string();
+            finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await?;
+            if rec.stop_on_error {
+                cancel_rest_of_batch(engine, &rec).await?;
+            }
+            return Ok(());
+        }
+    };
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
+    if !engine
+        .store()
+        .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
+        .await?
+    {
+        return Ok(());
+    }
+    engine.live().set_status(id, Status::Running);
+    let running = Arc::new(RunningExecution {
+        id: id.to_string(),
+        interrupted: Arc::new(Default::default()),
+        input_request: Default::default(),
+    });
+    if let Ok(mut r) = session.running.lock() {
+        *r = Some(running.clone());
+    }
+    let opts = ExecuteOptions {
+        stop_on_error: !rec.allow_error,
+        ..ExecuteOptions::default()
+    };
+    let outcome = drive(engine, &kernel, &rec, &running, &msg_id, opts).await;
+    if let Ok(mut r) = session.running.lock() {
+        *r = None;
+    }
+    let mut done = rec.clone();
+    done.finished_at = Some(store::now());
+    done.started_at = done.started_at.or_else(|| Some(store::now()));
+    done.outputs = outcome.outputs;
+    done.execution_count = outcome.execution_count;
+    done.status = outcome.status;
+    done.error = outcome.error;
+    if let Some(n) = outcome.note {
+        note = Some(match note {
+            Some(prev) => format!("{prev}\n{n}"),
+            None => n,
+        });
+    }
+    if let Some(cell_id) = &rec.cell_id {
+        match write_outputs(session, cell_id, &done, &outcome.foreign, &outcome.display_ids).await {
+            Ok(notes) if !notes.is_empty() => note = Some(join_notes(note, &notes)),
+            Ok(_) => {}
+            Err(e) => {
+                note = Some(join_notes(
+                    note,
+                    &[format!("outputs are kept in this execution record but could not be written to the notebook: {e}")],
+                ))
+            }
+        }
+    }
+    done.note = note;
+    let stop_batch = rec.stop_on_error
+        && !rec.allow_error
+        && matches!(done.status, Status::Failed | Status::Interrupted);
+    let stop_batch = stop_batch || (done.status == Status::Interrupted && rec.stop_on_error);
+    let finished = done.clone();
+    engine
+        .store()
+        .call(move |c| store::executions::finish(c, &finished))
+        .await?;
+    engine.live().set_status(id, done.status);
+    if stop_batch {
+        cancel_rest_of_batch(engine, &rec).await?;
+    }
+    Ok(())
+}
+
+struct Outcome {
+    status: Status,
+    outputs: Vec<Value>,
+    execution_count: Option<i64>,
+    error: Option<Value>,
+    note: Option<String>,
+    foreign: Vec<(String, Value, Value)>,
+    display_ids: std::collections::HashMap<String, Vec<usize>>,
+}
+
+/// Sends the request and consumes its messages until both the `execute_reply` and the IOPub
+/// `status: idle` arrived (as nbclient does), or the kernel died.
+async fn drive(
+    engine: &Engine,
+    kernel: &RunningKernel,
+    rec: &ExecutionRecord,
+    running: &RunningExecution,
+    msg_id: &str,
+    opts: ExecuteOptions,
+) -> Outcome {
+    let mut acc = OutputAccumulator::new();
+    let mut foreign = Vec::new();
+    let mut reply: Option<Value> = None;
+    let mut idle = false;
+    let mut died: Option<String> = None;
+    let live = engine.live().get(&rec.id);
+    match kernel
+        .client
+        .execute(&rec.code, opts, Some(msg_id.to_string()))
+        .await
+    {
+        Err(e) => died = Some(format!("could not send the code to the kernel: {e}")),
+        Ok(mut handle) => {
+            let mut last_flush = Instant::now();
+            let mut dirty = false;
+            while reply.is_none() || !idle {
+                match handle.next().await {
+                    KernelEvent::Died(reason) => {
+                        died = Some(reason);
+                        break;
+                    }
+                    KernelEvent::Message(m) => match m.msg_type.as_str() {
+                        "execute_reply" => reply = Some(m.content),
+                        "status" => idle |= m.execution_state() == Some("idle"),
+                        "input_request" => {
+                            let prompt = m
+                                .content
+                                .get("prompt")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            if let Some(l) = &live {
+                                if let Ok(mut p) = l.input_prompt.lock() {
+                                    *p = Some(prompt.to_string());
+                                }
+                            }
+                            if let Ok(mut r) = running.input_request.lock() {
+                                *r = Some(m.header.clone());
+                            }
+                        }
+                        _ => {
+                            for applied in acc.apply(&m.msg_type, &m.content) {
+                                match applied {
+                                    Applied::Changed => dirty = true,
+                                    Applied::ForeignDisplay {
+                                        display_id,
+                                        data,
+                                        metadata,
+                                    } => foreign.push((display_id, data, metadata)),
+                                    Applied::Unchanged => {}
+                                }
+                            }
+                        }
+                    },
+                }
+                if dirty && last_flush.elapsed() >= PROGRESS_EVERY {
+                    dirty = false;
+                    last_flush = Instant::now();
+                    publish_progress(engine, &rec.id, live.as_deref(), &acc).await;
+                }
+            }
+        }
+    }
+    let finished = acc.finish();
+    let interrupted = running.interrupted.load(Ordering::SeqCst);
+    let (status, error, note) = classify(reply.as_ref(), died, interrupted, kernel);
+    Outcome {
+        status,
+        outputs: finished.outputs,
+        execution_count: finished.execution_count,
+        error,
+        note,
+        foreign,
+        display_ids: finished.display_ids,
+    }
+}
+
+fn classify(
+    reply: Option<&Value>,
+    died: Option<String>,
+    interrupted: bool,
+    kernel: &RunningKernel,
+) -> (Status, Option<Value>, Option<String>) {
+    if let Some(reply) = reply {
+        let err = || {
+            json!({
+                "ename": reply.get("ename").cloned().unwrap_or(json!("")),
+                "evalue": reply.get("evalue").cloned().unwrap_or(json!("")),
+                "traceback": reply.get("traceback").cloned().unwrap_or(json!([])),
+            })
+        };
+        return match reply.get("status").and_then(Value::as_str) {
+            Some("ok") => (Status::Completed, None, None),
+            Some("aborted") => (
+                Status::Cancelled,
+                None,
+                Some("the kernel aborted this request because an earlier one failed".into()),
+            ),
+            _ if interrupted => (
+                Status::Interrupted,
+                Some(err()),
+                Some("interrupted on request".into()),
+            ),
+            _ => (Status::Failed, Some(err()), None),
+        };
+    }
+    let reason = died.unwrap_or_else(|| "the kernel connection closed".into());
+    if interrupted || kernel.stopping.load(Ordering::SeqCst) {
+        return (
+            Status::Interrupted,
+            None,
+            Some(format!("the kernel was stopped while this ran ({reason})")),
+        );
+    }
+    (
+        Status::Failed,
+        Some(json!({"ename": "DeadKernelError", "evalue": reason, "traceback": []})),
+        Some("the kernel died while running this; the next execution starts a fresh kernel".into()),
+    )
+}
+
+async fn publish_progress(
+    engine: &Engine,
+    id: &str,
+    live: Option<&super::live::LiveExecution>,
+    acc: &OutputAccumulator,
+) {
+    let outputs = acc.snapshot();
+    let count = acc.execution_count();
+    if let Some(l) = live {
+        if let Ok(mut p) = l.partial.lock() {
+            *p = (outputs.clone(), count);
+        }
+    }
+    let owned = id.to_string();
+    if let Err(e) = engine
+        .store()
+        .call(move |c| store::executions::record_progress(c, &owned, &outputs, count))
+        .await
+    {
+        tracing::warn!(execution = %id, "could not record progress: {e}");
+    }
+}
+
+/// Writes the cell's outputs and execution_count into the notebook, applies display updates
+/// aimed at other cells, and records this cell's display ids. Returns notes for the agent.
+async fn write_outputs(
+    session: &Arc<NotebookSession>,
+    cell_id: &str,
+    done: &ExecutionRecord,
+    foreign: &[(String, Value, Value)],
+    display_ids: &std::collections::HashMap<String, Vec<usize>>,
+) -> Result<Vec<String>, EngineError> {
+    let targets: Vec<(HashMapCells, Value, Value)> = {
+        let displays = session
+            .displays
+            .lock()
+            .map_err(|_| EngineError::InvalidArgument("display map poisoned".into()))?;
+        foreign
+            .iter()
+            .filter_map(|(id, data, meta)| {
+                displays
+                    .get(id)
+                    .map(|cells| (cells.clone(), data.clone(), meta.clone()))
+            })
+            .collect()
+    };
+    let (path, lock) = (session.path.clone(), session.file_lock.clone());
+    let (cell, outputs, count) = (
+        cell_id.to_string(),
+        done.outputs.clone(),
+        done.execution_count,
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        notebook_ops::update(&path, &lock, |nb| {
+            let mut notes = Vec::new();
+            match nb.cell_index(&cell) {
+                Some(i) => {
+                    nb.cells[i].outputs = outputs;
+                    nb.cells[i].execution_count = count;
+                }
+                None => notes.push(format!(
+                    "cell '{cell}' was deleted from the notebook while it ran; its outputs are kept only in this execution record"
+                )),
+            }
+            for (cells, data, meta) in &targets {
+                for (other, idx) in cells {
+                    if *other == cell {
+                        continue;
+                    }
+                    if let Some(i) = nb.cell_index(other) {
+                        apply_display_update(&mut nb.cells[i].outputs, idx, data, meta);
+                    }
+                }
+            }
+            Ok(notes)
+        })
+    })
+    .await
+    .map_err(|e| EngineError::InvalidArgument(format!("notebook write task failed: {e}")))?;
+    let (mut notes, merge_notes) = result?;
+    notes.extend(merge_notes);
+    if let Ok(mut displays) = session.displays.lock() {
+        for cells in displays.values_mut() {
+            cells.remove(cell_id);
+        }
+        for (id, idx) in display_ids {
+            displays
+                .entry(id.clone())
+                .or_default()
+                .insert(cell_id.to_string(), idx.clone());
+        }
+    }
+    Ok(notes)
+}
+
+type HashMapCells = std::collections::HashMap<String, Vec<usize>>;
+
+fn join_notes(note: Option<String>, more: &[String]) -> String {
+    let mut all: Vec<String> = note.into_iter().collect();
+    all.extend(more.iter().cloned());
+    all.join("\n")
+}
+
+/// Records a terminal state for an execution that never reached a kernel.
+pub async fn finish_without_kernel(
+    engine: &Engine,
+    id: &str,
+    status: Status,
+    ename: &str,
+    message: &str,
+) -> Result<(), EngineError> {
+    let owned = id.to_string();
+    let Some(mut rec) = engine
+        .store()
+        .call(move |c| store::executions::get(c, &owned))
+        .await?
+    else {
+        return Ok(());
+    };
+    rec.status = status;
+    rec.error = Some(json!({"ename": ename, "evalue": message, "traceback": []}));
+    rec.note = Some(message.to_string());
+    rec.finished_at = Some(store::now());
+    engine
+        .store()
+        .call(move |c| store::executions::finish(c, &rec))
+        .await?;
+    engine.live().set_status(id, status);
+    Ok(())
+}
+
+async fn cancel_rest_of_batch(engine: &Engine, rec: &ExecutionRecord) -> Result<(), EngineError> {
+    let Some(batch) = rec.batch_id.clone() else {
+        return Ok(());
+    };
+    let note = format!(
+        "not run: cell '{}' before it in this run_all_cells batch did not complete",
+        rec.cell_id.clone().unwrap_or_default()
+    );
+    let ids = engine
+        .store()
+        .call(move |c| store::executions::cancel_batch(c, &batch, &note))
+        .await?;
+    for id in ids {
+        engine.live().set_status(&id, Status::Cancelled);
+    }
+    Ok(())
+}

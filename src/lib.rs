@@ -1,0 +1,17 @@
+//! jupyter-mcp: an MCP server that lets AI agents work in Jupyter — real kernels, real
+//! notebooks, durable executions. See ARCHITECTURE.md for the map.
+//!
+//! - [`engine`]: notebooks, kernels and executions, independent of transport.
+//! - [`mcp`]: the MCP surface (rmcp), the only layer that knows MCP types.
+//! - [`run`]: the headless `jupyter-mcp run` command.
+//! - [`store`]: the SQLite state database.
+//! - [`paths`]: confinement of paths to the root.
+
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod engine;
+pub mod mcp;
+pub mod paths;
+pub mod run;
+pub mod store;

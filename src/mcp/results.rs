@@ -1,0 +1,318 @@
+//! Tool results: the `structuredContent` shapes (with JSON Schemas for `outputSchema`) and the
+//! conversion from engine views. Only this layer knows these shapes (convert at the edge).
+
+use rmcp::model::{CallToolResult, ContentBlock as Content};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::{CellView, ExecutionView, KernelView};
+use crate::store::Status;
+use jmcp_outputs::{render, RenderOptions, Rendered};
+
+/// One output of a cell, bounded for an agent (SPEC §3 "Results").
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OutputEntry {
+    /// nbformat output_type: stream, display_data, execute_result, error.
+    pub output_type: String,
+    /// stdout or stderr, for streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Text (stream text, text/plain, or the error traceback), bounded per cell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// MIME types present in the output bundle.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mime_types: Vec<String>,
+    /// Prompt number of an execute_result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_count: Option<i64>,
+    /// Present when `text` was cut: bytes shown and the full size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<TruncatedInfo>,
+    /// Resource URI of the full content, when stored as an asset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+}
+
+/// How much of a text was shown.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TruncatedInfo {
+    /// Bytes of the original text included.
+    pub shown_bytes: usize,
+    /// Size of the whole text in bytes.
+    pub total_bytes: usize,
+}
+
+/// The error of a failed execution.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorEntry {
+    /// Exception class name, e.g. "NameError".
+    pub ename: String,
+    /// Exception message.
+    pub evalue: String,
+    /// Traceback lines, ANSI colours removed.
+    pub traceback: Vec<String>,
+}
+
+/// An execution (from execute_cell, execute_code, get_execution, cancel_execution, and each
+/// entry of run_all_cells).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExecutionResult {
+    /// Id to poll with get_execution.
+    pub execution_id: String,
+    /// Notebook path relative to the root.
+    pub notebook: String,
+    /// The cell (absent for execute_code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell_id: Option<String>,
+    /// pending, running, completed, failed, cancelled, interrupted.
+    pub status: Status,
+    /// The kernel's prompt number for this execution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_count: Option<i64>,
+    /// Outputs (bounded).
+    pub outputs: Vec<OutputEntry>,
+    /// Set when the code raised or the kernel died.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorEntry>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Milliseconds from start to finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Something the agent should know (e.g. a fresh kernel was started after a crash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_note: Option<String>,
+    /// The prompt of an input() call waiting for send_input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_prompt: Option<String>,
+}
+
+/// Bounded rendering of one execution: structured result, compact text, images.
+pub struct RenderedExecution {
+    pub result: ExecutionResult,
+    pub text: String,
+    pub images: Vec<Content>,
+}
+
+fn entries(r: &Rendered) -> Vec<OutputEntry> {
+    r.outputs
+        .iter()
+        .map(|o| OutputEntry {
+            output_type: o.output_type.clone(),
+            name: o.name.clone(),
+            text: o.text.clone(),
+            mime_types: o.mime_types.clone(),
+            execution_count: o.execution_count,
+            truncated: o.truncated.as_ref().map(|t| TruncatedInfo {
+                shown_bytes: t.shown_bytes,
+                total_bytes: t.total_bytes,
+            }),
+            asset: o.asset.clone(),
+        })
+        .collect()
+}
+
+fn images(r: &Rendered) -> Vec<Content> {
+    r.images
+        .iter()
+        .map(|i| Content::image(i.data_base64.clone(), i.mime_type.clone()))
+        .collect()
+}
+
+/// Renders an execution for the agent with the per-cell text bound.
+pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecution {
+    let rec = &view.record;
+    let r = render(&rec.outputs, &RenderOptions { max_text_bytes });
+    let error = rec.error.as_ref().map(|e| ErrorEntry {
+        ename: e
+            .get("ename")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        evalue: e
+            .get("evalue")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        traceback: e
+            .get("traceback")
+            .and_then(Value::as_array)
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(jmcp_outputs::strip_ansi)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    });
+    let mut text = format!(
+        "execution {} [{}]{}",
+        rec.id,
+        rec.status.as_str(),
+        rec.execution_count
+            .map(|c| format!(" In[{c}]"))
+            .unwrap_or_default()
+    );
+    if let Some(cell) = &rec.cell_id {
+        text.push_str(&format!(" cell {cell}"));
+    }
+    text.push('\n');
+    if !r.text.is_empty() {
+        text.push_str(&r.text);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    if r.error.is_none() {
+        if let Some(e) = &error {
+            text.push_str(&format!("[error] {}: {}\n", e.ename, e.evalue));
+        }
+    }
+    if let Some(p) = &view.input_prompt {
+        text.push_str(&format!(
+            "waiting for input: {p:?} — answer with send_input\n"
+        ));
+    }
+    if rec.status == Status::Running || rec.status == Status::Pending {
+        text.push_str("still running: poll with get_execution(execution_id, wait_s)\n");
+    }
+    if let Some(n) = &rec.note {
+        text.push_str(&format!("note: {n}\n"));
+    }
+    RenderedExecution {
+        result: ExecutionResult {
+            execution_id: rec.id.clone(),
+            notebook: rec.notebook.clone(),
+            cell_id: rec.cell_id.clone(),
+            status: rec.status,
+            execution_count: rec.execution_count,
+            outputs: entries(&r),
+            error,
+            started_at: rec.started_at.clone(),
+            finished_at: rec.finished_at.clone(),
+            duration_ms: view.duration_ms(),
+            kernel_note: rec.note.clone(),
+            input_prompt: view.input_prompt.clone(),
+        },
+        text,
+        images: images(&r),
+    }
+}
+
+/// A cell as read_notebook returns it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CellEntry {
+    /// Cell id: use it with edit_cell, execute_cell, delete_cell, ...
+    pub id: String,
+    /// Position in the notebook.
+    pub index: usize,
+    /// code, markdown or raw.
+    pub cell_type: String,
+    /// The cell's text.
+    pub source: String,
+    /// Prompt number of its last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_count: Option<i64>,
+    /// Outputs (bounded; empty when outputs = "none").
+    pub outputs: Vec<OutputEntry>,
+    /// Cell tags (e.g. skip-execution, raises-exception).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Renders one cell for read_notebook; `mode` is none/summary/full.
+pub fn cell(c: &CellView, mode: &str, max_text_bytes: usize) -> (CellEntry, String, Vec<Content>) {
+    let r = if mode == "none" {
+        None
+    } else {
+        Some(render(&c.outputs, &RenderOptions { max_text_bytes }))
+    };
+    let mut text = format!(
+        "--- [{}] {} {}{}\n{}\n",
+        c.index,
+        c.cell_type,
+        c.id,
+        c.execution_count
+            .map(|n| format!(" In[{n}]"))
+            .unwrap_or_default(),
+        c.source
+    );
+    if let Some(r) = &r {
+        if !r.text.is_empty() {
+            text.push_str(">>> outputs\n");
+            text.push_str(&r.text);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+    }
+    let imgs = match (&r, mode) {
+        (Some(r), "full") => images(r),
+        _ => vec![],
+    };
+    (
+        CellEntry {
+            id: c.id.clone(),
+            index: c.index,
+            cell_type: c.cell_type.clone(),
+            source: c.source.clone(),
+            execution_count: c.execution_count,
+            outputs: r.as_ref().map(entries).unwrap_or_default(),
+            tags: c.tags.clone(),
+        },
+        text,
+        imgs,
+    )
+}
+
+/// A kernel as list_kernels and the kernel tools return it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct KernelEntry {
+    /// Notebook path relative to the root.
+    pub notebook: String,
+    /// Kernelspec name.
+    pub kernel_name: String,
+    /// Process id of the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// starting, idle, busy, dead, or none (no kernel).
+    pub state: String,
+    /// Executions waiting to run.
+    pub queue_depth: i64,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+impl From<KernelView> for KernelEntry {
+    fn from(k: KernelView) -> Self {
+        KernelEntry {
+            notebook: k.notebook,
+            kernel_name: k.kernel_name,
+            pid: k.pid,
+            state: k.state,
+            queue_depth: k.queue_depth,
+            started_at: k.started_at,
+        }
+    }
+}
+
+/// A successful result with structured content and a compact text for the model.
+pub fn ok<T: Serialize>(value: &T, text: String, extra: Vec<Content>) -> CallToolResult {
+    let mut content = vec![Content::text(text)];
+    content.extend(extra);
+    let mut r = CallToolResult::success(content);
+    r.structured_content = serde_json::to_value(value).ok();
+    r
+}
+
+/// A tool failure the agent can act on (`isError: true`).
+pub fn fail(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![Content::text(message.into())])
+}

@@ -1,0 +1,64 @@
+//! The MCP server handler: server info, instructions, and the tool routers of the three tool
+//! families (notebook editing, execution, kernels).
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{tool_handler, ServerHandler};
+
+use crate::engine::{Engine, EngineError};
+use crate::paths::RootedPath;
+
+use super::results::fail;
+
+const INSTRUCTIONS: &str = "jupyter-mcp runs code in real Jupyter kernels and keeps the work in \
+.ipynb notebook files under a root folder. Typical flow: create_notebook (or list_notebooks / \
+read_notebook), insert_cell, execute_cell, read the outputs. Every notebook has its own kernel (a \
+live Python process whose variables persist between cells) that starts on first execution. Long \
+cells keep running after the call returns: you get status \"running\" and an execution_id to poll \
+with get_execution(wait_s=...). Cell ids (not positions) address cells.";
+
+/// The MCP service: an engine plus the tool router.
+#[derive(Clone)]
+pub struct JupyterMcp {
+    pub(crate) engine: Engine,
+    tool_router: ToolRouter<JupyterMcp>,
+}
+
+impl JupyterMcp {
+    /// A service over `engine`.
+    pub fn new(engine: Engine) -> JupyterMcp {
+        JupyterMcp {
+            engine,
+            tool_router: Self::notebook_router() + Self::exec_router() + Self::kernel_router(),
+        }
+    }
+
+    /// Resolves a notebook path or returns the tool error to give back.
+    pub(crate) fn path(&self, notebook: &str) -> Result<RootedPath, rmcp::model::CallToolResult> {
+        self.engine
+            .notebook_path(notebook)
+            .map_err(|e| fail(e.to_string()))
+    }
+
+    /// Bound on text per cell.
+    pub(crate) fn max_text(&self) -> usize {
+        self.engine.config().max_text_bytes
+    }
+}
+
+/// Engine errors become tool errors (`isError: true`) with the engine's message.
+pub(crate) fn tool_error(e: EngineError) -> rmcp::model::CallToolResult {
+    fail(e.to_string())
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for JupyterMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "jupyter-mcp",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+}

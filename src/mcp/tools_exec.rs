@@ -1,0 +1,331 @@
+//! Execution tools: run cells and code, follow and cancel executions, answer input().
+
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock as Content};
+use rmcp::{tool, tool_router, ErrorData as McpError};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::params::*;
+use super::results::{self, fail, ok, ExecutionResult};
+use super::server::{tool_error, JupyterMcp};
+use crate::engine::{EngineError, ExecutionView, SubmitItem};
+use crate::paths::RootedPath;
+use crate::store::Status;
+
+const DEFAULT_TIMEOUT_S: f64 = 30.0;
+/// Longest a single call may wait (a cell keeps running past it).
+const MAX_WAIT_S: f64 = 3600.0;
+
+fn wait_duration(secs: Option<f64>, default: f64) -> Duration {
+    let s = secs.unwrap_or(default);
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.0, MAX_WAIT_S)
+    } else {
+        default
+    })
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SkippedCell {
+    /// The cell.
+    pub cell_id: String,
+    /// Its position.
+    pub index: usize,
+    /// Why it was not run: markdown/raw cell, empty, or tagged skip-execution.
+    pub reason: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct RunAllResult {
+    /// One entry per queued code cell, in notebook order.
+    pub executions: Vec<ExecutionResult>,
+    /// Cells not run, with the reason.
+    pub skipped: Vec<SkippedCell>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ExecutionList {
+    /// Executions, newest first.
+    pub executions: Vec<ExecutionResult>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct InputSent {
+    /// Always true.
+    pub ok: bool,
+}
+
+impl JupyterMcp {
+    fn execution_result(&self, view: &ExecutionView) -> CallToolResult {
+        let r = results::execution(view, self.max_text());
+        ok(&r.result, r.text, r.images)
+    }
+
+    /// Checks the kernelspec is installed before queuing (so the agent gets a clear error now).
+    fn check_kernel(&self, path: &RootedPath) -> Result<(), CallToolResult> {
+        self.engine
+            .kernelspec_for(path, None)
+            .map(|_| ())
+            .map_err(tool_error)
+    }
+
+    async fn run_and_wait(
+        &self,
+        path: &RootedPath,
+        item: SubmitItem,
+        timeout: Duration,
+    ) -> CallToolResult {
+        let ids = match self.engine.submit(path, vec![item], false, true).await {
+            Ok(ids) => ids,
+            Err(e) => return tool_error(e),
+        };
+        match self.engine.wait(&ids[0], timeout).await {
+            Ok(view) => self.execution_result(&view),
+            Err(e) => tool_error(e),
+        }
+    }
+}
+
+#[tool_router(router = exec_router, vis = "pub(crate)")]
+impl JupyterMcp {
+    /// Run one code cell in the notebook's kernel and return its outputs. If it takes longer than timeout_s the call returns status "running" with an execution_id while the cell keeps running (poll with get_execution). An exception in the cell is status "failed" with the error, not a tool failure.
+    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
+    async fn execute_cell(
+        &self,
+        Parameters(a): Parameters<ExecuteCellArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let path = match self.path(&a.notebook) {
+            Ok(p) => p,
+            Err(e) => return Ok(e),
+        };
+        let cell = match self.engine.cell(&path, a.cell_id.as_deref(), a.index).await {
+            Ok(c) => c,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        if cell.cell_type != "code" {
+            return Ok(tool_error(EngineError::NotCode {
+                cell_id: cell.id,
+                cell_type: cell.cell_type,
+            }));
+        }
+        if let Err(e) = self.check_kernel(&path) {
+            return Ok(e);
+        }
+        let item = SubmitItem {
+            cell_id: Some(cell.id),
+            code: cell.source,
+            allow_error: true,
+        };
+        Ok(self
+            .run_and_wait(&path, item, wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S))
+            .await)
+    }
+
+    /// Run code in the notebook's kernel without adding it to the notebook (for quick checks: df.shape, installed versions, ...). Same result shape as execute_cell.
+    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
+    async fn execute_code(
+        &self,
+        Parameters(a): Parameters<ExecuteCodeArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let path = match self.path(&a.notebook) {
+            Ok(p) => p,
+            Err(e) => return Ok(e),
+        };
+        if !path.abs.exists() {
+            return Ok(tool_error(EngineError::NotebookMissing {
+                notebook: path.rel,
+            }));
+        }
+        if let Err(e) = self.check_kernel(&path) {
+            return Ok(e);
+        }
+        let item = SubmitItem {
+            cell_id: None,
+            code: a.code,
+            allow_error: true,
+        };
+        Ok(self
+            .run_and_wait(&path, item, wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S))
+            .await)
+    }
+
+    /// Run every code cell of the notebook in order, as Jupyter's "Run All" does. Cells tagged skip-execution and empty cells are skipped; with stop_on_error (default) the rest is cancelled at the first error, except after cells tagged raises-exception. Waits up to timeout_s, then returns what is done; poll the rest with get_execution.
+    #[tool(output_schema = schema_for_output::<RunAllResult>())]
+    async fn run_all_cells(
+        &self,
+        Parameters(a): Parameters<RunAllArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let path = match self.path(&a.notebook) {
+            Ok(p) => p,
+            Err(e) => return Ok(e),
+        };
+        let cells = match self.engine.all_cells(&path).await {
+            Ok(c) => c,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let mut items = Vec::new();
+        let mut skipped = Vec::new();
+        for c in cells {
+            let reason = if c.cell_type != "code" {
+                Some(format!("{} cell", c.cell_type))
+            } else if c.source.trim().is_empty() {
+                Some("empty".to_string())
+            } else if c.tags.iter().any(|t| t == "skip-execution") {
+                Some("tagged skip-execution".to_string())
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => skipped.push(SkippedCell {
+                    cell_id: c.id,
+                    index: c.index,
+                    reason,
+                }),
+                None => items.push(SubmitItem {
+                    allow_error: c.tags.iter().any(|t| t == "raises-exception"),
+                    cell_id: Some(c.id),
+                    code: c.source,
+                }),
+            }
+        }
+        if !items.is_empty() {
+            if let Err(e) = self.check_kernel(&path) {
+                return Ok(e);
+            }
+        }
+        let ids = match self
+            .engine
+            .submit(&path, items, true, a.stop_on_error.unwrap_or(true))
+            .await
+        {
+            Ok(ids) => ids,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
+        let mut executions = Vec::new();
+        let mut text = format!("queued {} cell(s), skipped {}\n", ids.len(), skipped.len());
+        let mut images: Vec<Content> = Vec::new();
+        for id in &ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.engine.wait(id, left).await {
+                Ok(view) => {
+                    let r = results::execution(&view, self.max_text());
+                    text.push_str(&r.text);
+                    images.extend(r.images);
+                    executions.push(r.result);
+                }
+                Err(e) => return Ok(tool_error(e)),
+            }
+        }
+        let unfinished = executions
+            .iter()
+            .filter(|e| !e.status.is_terminal())
+            .count();
+        if unfinished > 0 {
+            text.push_str(&format!("{unfinished} execution(s) still pending or running: poll them with get_execution\n"));
+        }
+        Ok(ok(
+            &RunAllResult {
+                executions,
+                skipped,
+            },
+            text,
+            images,
+        ))
+    }
+
+    /// Get an execution's status and outputs by execution_id; with wait_s, wait up to that many seconds for it to finish first.
+    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
+    async fn get_execution(
+        &self,
+        Parameters(a): Parameters<GetExecutionArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(
+            match self
+                .engine
+                .wait(&a.execution_id, wait_duration(a.wait_s, 0.0))
+                .await
+            {
+                Ok(view) => self.execution_result(&view),
+                Err(e) => tool_error(e),
+            },
+        )
+    }
+
+    /// Cancel an execution: a queued one is removed (cancelled); a running one is interrupted in the kernel (interrupted).
+    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
+    async fn cancel_execution(
+        &self,
+        Parameters(a): Parameters<ExecutionIdArg>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(match self.engine.cancel(&a.execution_id).await {
+            Ok(view) => self.execution_result(&view),
+            Err(e) => tool_error(e),
+        })
+    }
+
+    /// List recent executions, optionally of one notebook and/or with one status.
+    #[tool(output_schema = schema_for_output::<ExecutionList>())]
+    async fn list_executions(
+        &self,
+        Parameters(a): Parameters<ListExecutionsArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let notebook = match a.notebook.as_deref().map(|n| self.path(n)).transpose() {
+            Ok(p) => p.map(|p| p.rel),
+            Err(e) => return Ok(e),
+        };
+        let status = match a.status.as_deref().map(|s| Status::parse(s).ok_or(s)).transpose() {
+            Ok(s) => s,
+            Err(bad) => return Ok(fail(format!(
+                "unknown status {bad:?}: use pending, running, completed, failed, cancelled or interrupted"
+            ))),
+        };
+        let limit = a.limit.unwrap_or(50).min(1000);
+        let rows = self
+            .engine
+            .store()
+            .call(move |c| crate::store::executions::list(c, notebook.as_deref(), status, limit))
+            .await;
+        Ok(match rows {
+            Ok(rows) => {
+                let mut text = String::new();
+                let mut executions = Vec::new();
+                for rec in rows {
+                    let view = ExecutionView {
+                        record: rec,
+                        input_prompt: None,
+                    };
+                    let r = results::execution(&view, 512);
+                    text.push_str(r.text.lines().next().unwrap_or(""));
+                    text.push('\n');
+                    executions.push(r.result);
+                }
+                if text.is_empty() {
+                    text = "no executions".into();
+                }
+                ok(&ExecutionList { executions }, text, vec![])
+            }
+            Err(e) => fail(e.to_string()),
+        })
+    }
+
+    /// Answer an input() prompt that the notebook's running cell is waiting on (get_execution shows the prompt).
+    #[tool(output_schema = schema_for_output::<InputSent>())]
+    async fn send_input(
+        &self,
+        Parameters(a): Parameters<SendInputArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let path = match self.path(&a.notebook) {
+            Ok(p) => p,
+            Err(e) => return Ok(e),
+        };
+        Ok(match self.engine.send_input(&path, &a.text).await {
+            Ok(()) => ok(&InputSent { ok: true }, "input sent".into(), vec![]),
+            Err(e) => tool_error(e),
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! `jupyter-mcp run NOTEBOOK`: the engine, headless. Queues every code cell as one batch (as
+//! nbclient would run them), shows progress on stderr (a bar on a TTY, plain lines otherwise),
+//! writes outputs into the notebook, and exits non-zero naming the cell that raised.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::RunArgs;
+use crate::engine::{Engine, SubmitItem};
+use crate::store::Status;
+
+/// Exit code when a cell raised or was interrupted.
+pub const EXIT_CELL_ERROR: i32 = 1;
+/// Exit code when the notebook could not be run at all (bad file, missing kernel).
+pub const EXIT_SETUP_ERROR: i32 = 2;
+
+/// Runs the notebook; returns the process exit code.
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let cwd = std::env::current_dir()?;
+    let nb_abs = cwd.join(&args.notebook);
+    let default_root = nb_abs.parent().map(|p| p.to_path_buf()).unwrap_or(cwd);
+    let config = args.shared.config(&default_root, true)?;
+    let engine = Engine::new(config)?;
+    let path = match engine.notebook_path(&nb_abs.to_string_lossy()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_SETUP_ERROR);
+        }
+    };
+    let code = execute(&engine, &path, &args).await;
+    engine.shutdown(true).await;
+    code
+}
+
+async fn execute(
+    engine: &Engine,
+    path: &crate::paths::RootedPath,
+    args: &RunArgs,
+) -> anyhow::Result<i32> {
+    let cells = match engine.all_cells(path).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_SETUP_ERROR);
+        }
+    };
+    let mut items = Vec::new();
+    let mut index_of = Vec::new();
+    for c in cells {
+        if c.cell_type != "code"
+            || c.source.trim().is_empty()
+            || c.tags.iter().any(|t| t == "skip-execution")
+        {
+            continue;
+        }
+        index_of.push((c.index, c.id.clone()));
+        items.push(SubmitItem {
+            allow_error: args.allow_errors || c.tags.iter().any(|t| t == "raises-exception"),
+            cell_id: Some(c.id),
+            code: c.source,
+        });
+    }
+    if items.is_empty() {
+        eprintln!("{}: no code cells to run", path.rel);
+        println!("{}", path.abs.display());
+        return Ok(0);
+    }
+    if let Err(e) = engine.start_kernel(path, args.kernel.as_deref()).await {
+        eprintln!("error: cannot run {}: {e}", path.rel);
+        return Ok(EXIT_SETUP_ERROR);
+    }
+    let ids = engine.submit(path, items, true, !args.allow_errors).await?;
+    let bar = progress(ids.len() as u64);
+    let per_cell = args.timeout.map(Duration::from_secs_f64);
+    let mut code = 0;
+    for (n, id) in ids.iter().enumerate() {
+        let (index, cell_id) = &index_of[n];
+        bar.set_message(format!("cell {index} ({cell_id})"));
+        let mut view = engine
+            .wait(id, per_cell.unwrap_or(Duration::from_secs(u64::MAX / 4)))
+            .await?;
+        if !view.status().is_terminal() {
+            bar.println(format!(
+                "cell {index} ({cell_id}) exceeded --timeout {:.0} s: interrupting",
+                args.timeout.unwrap_or_default()
+            ));
+            view = engine.cancel(id).await?;
+        }
+        let line = match view.status() {
+            Status::Completed => format!("cell {index} ({cell_id}): ok"),
+            Status::Failed | Status::Interrupted => {
+                let err = view.record.error.as_ref();
+                let ename = err.and_then(|e| e["ename"].as_str()).unwrap_or("error");
+                let evalue = err.and_then(|e| e["evalue"].as_str()).unwrap_or("");
+                let allowed = view.record.allow_error && view.status() == Status::Failed;
+                if !allowed {
+                    code = EXIT_CELL_ERROR;
+                }
+                let mut l = format!(
+                    "cell {index} ({cell_id}) {}: {ename}: {}",
+                    if allowed {
+                        "raised (allowed)"
+                    } else {
+                        view.status().as_str()
+                    },
+                    evalue.lines().next().unwrap_or("")
+                );
+                if let Some(note) = &view.record.note {
+                    l.push_str(&format!(" [{}]", note.lines().next().unwrap_or("")));
+                }
+                l
+            }
+            other => format!("cell {index} ({cell_id}): {}", other.as_str()),
+        };
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if code != 0 {
+        eprintln!(
+            "{}: stopped at a cell error (outputs written up to it)",
+            path.rel
+        );
+    } else {
+        eprintln!("{}: all cells ran", path.rel);
+    }
+    println!("{}", path.abs.display());
+    Ok(code)
+}
+
+fn progress(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}

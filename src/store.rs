@@ -1,0 +1,96 @@
+//! The durable store: `DATA_DIR/state.db`, SQLite in WAL mode with `synchronous=FULL`, so a
+//! committed row survives a crash or power loss (SPEC §5). Every execution gets its row before
+//! the kernel sees it; its state transitions and outputs are recorded here.
+//!
+//! Methods are blocking; async callers use [`Store::call`], which runs them on the blocking pool.
+
+pub mod executions;
+mod schema;
+pub mod sessions;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+pub use executions::{ExecutionRecord, NewExecution, Status};
+pub use sessions::KernelSessionRecord;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("state database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON column could not be read.
+    #[error("state database holds unreadable JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The blocking task panicked or was cancelled.
+    #[error("state database task failed: {0}")]
+    Task(String),
+    /// The data directory could not be prepared.
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        schema::prepare(&conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` with the connection on the current thread (for blocking contexts and tests).
+    pub fn call_blocking<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
+        f(&mut guard)
+    }
+}
+
+/// Current UTC time as RFC 3339 with milliseconds (the format of every timestamp we store).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,373 @@
+//! Execution rows: `pending -> running -> completed | failed | cancelled | interrupted`
+//! (SPEC §5). Outputs are the cell's nbformat outputs as a JSON array.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+
+use super::StoreError;
+
+/// Lifecycle state of an execution (SPEC §3 "Status meanings").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Queued, not yet sent to the kernel.
+    Pending,
+    /// Sent to the kernel, no reply yet.
+    Running,
+    /// The kernel replied `ok`.
+    Completed,
+    /// The code raised, or the kernel died (`error` says which).
+    Failed,
+    /// Removed before it ran.
+    Cancelled,
+    /// Stopped by an interrupt or a server crash.
+    Interrupted,
+}
+
+impl Status {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "running" => Status::Running,
+            "completed" => Status::Completed,
+            "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
+            "interrupted" => Status::Interrupted,
+            _ => return None,
+        })
+    }
+
+    /// True once nothing will change any more.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::Pending | Status::Running)
+    }
+}
+
+/// A request to run code, as accepted from a tool call.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Execution id (UUID).
+    pub id: String,
+    /// Notebook path relative to the root.
+    pub notebook: String,
+    /// The cell it runs (absent for `execute_code`).
+    pub cell_id: Option<String>,
+    /// Source sent to the kernel.
+    pub code: String,
+    /// `run_all_cells` batch.
+    pub batch_id: Option<String>,
+    /// Cancel the rest of the batch when this one fails.
+    pub stop_on_error: bool,
+    /// Errors here do not stop the batch (nbclient tag `raises-exception`).
+    pub allow_error: bool,
+}
+
+/// A stored execution.
+#[derive(Debug, Clone)]
+pub struct ExecutionRecord {
+    /// Insertion order (global).
+    pub seq: i64,
+    /// Execution id.
+    pub id: String,
+    /// Notebook path relative to the root.
+    pub notebook: String,
+    /// Cell id, if a cell.
+    pub cell_id: Option<String>,
+    /// Code sent.
+    pub code: String,
+    /// Batch id of `run_all_cells`.
+    pub batch_id: Option<String>,
+    /// See [`NewExecution::stop_on_error`].
+    pub stop_on_error: bool,
+    /// See [`NewExecution::allow_error`].
+    pub allow_error: bool,
+    /// Current state.
+    pub status: Status,
+    /// Kernel session that ran it.
+    pub kernel_session: Option<String>,
+    /// `msg_id` of the execute_request.
+    pub msg_id: Option<String>,
+    /// `execution_count` given by the kernel.
+    pub execution_count: Option<i64>,
+    /// nbformat outputs.
+    pub outputs: Vec<Value>,
+    /// `{ename, evalue, traceback}` when failed.
+    pub error: Option<Value>,
+    /// Human-readable remark (e.g. a fresh kernel was started).
+    pub note: Option<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    /// When it was sent to the kernel.
+    pub started_at: Option<String>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<String>,
+}
+
+const COLUMNS: &str = "seq, id, notebook, cell_id, code, batch_id, stop_on_error, allow_error,
+    status, kernel_session, msg_id, execution_count, outputs, error, note, created_at,
+    started_at, finished_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(ExecutionRecord, String, Option<String>)> {
+    let status: String = r.get(8)?;
+    Ok((
+        ExecutionRecord {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            notebook: r.get(2)?,
+            cell_id: r.get(3)?,
+            code: r.get(4)?,
+            batch_id: r.get(5)?,
+            stop_on_error: r.get(6)?,
+            allow_error: r.get(7)?,
+            status: Status::parse(&status).unwrap_or(Status::Failed),
+            kernel_session: r.get(9)?,
+            msg_id: r.get(10)?,
+            execution_count: r.get(11)?,
+            outputs: Vec::new(),
+            error: None,
+            note: r.get(14)?,
+            created_at: r.get(15)?,
+            started_at: r.get(16)?,
+            finished_at: r.get(17)?,
+        },
+        r.get(12)?,
+        r.get(13)?,
+    ))
+}
+
+fn decode(
+    (mut rec, outputs, error): (ExecutionRecord, String, Option<String>),
+) -> Result<ExecutionRecord, StoreError> {
+    rec.outputs = serde_json::from_str(&outputs)?;
+    rec.error = error.map(|e| serde_json::from_str(&e)).transpose()?;
+    Ok(rec)
+}
+
+/// Inserts executions as `pending` in one transaction (one fsync for the batch).
+pub fn insert_pending(conn: &mut Connection, items: &[NewExecution]) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO executions (id, notebook, cell_id, code, batch_id, stop_on_error,
+                allow_error, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+        )?;
+        let now = super::now();
+        for e in items {
+            stmt.execute(params![
+                e.id,
+                e.notebook,
+                e.cell_id,
+                e.code,
+                e.batch_id,
+                e.stop_on_error,
+                e.allow_error,
+                now
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Reads one execution.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM executions WHERE id = ?1");
+    conn.query_row(&sql, params![id], from_row)
+        .optional()?
+        .map(decode)
+        .transpose()
+}
+
+/// Lists executions, newest first, optionally by notebook and status.
+pub fn list(
+    conn: &Connection,
+    notebook: Option<&str>,
+    status: Option<Status>,
+    limit: usize,
+) -> Result<Vec<ExecutionRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM executions
+         WHERE (?1 IS NULL OR notebook = ?1) AND (?2 IS NULL OR status = ?2)
+         ORDER BY seq DESC LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![notebook, status.map(Status::as_str), limit as i64],
+        from_row,
+    )?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// `pending -> running`; false if it was no longer pending (cancelled meanwhile).
+pub fn mark_running(
+    conn: &Connection,
+    id: &str,
+    kernel_session: &str,
+    msg_id: &str,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE executions SET status = 'running', kernel_session = ?2, msg_id = ?3,
+            started_at = ?4 WHERE id = ?1 AND status = 'pending'",
+        params![id, kernel_session, msg_id, super::now()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Records the outputs received so far of a running execution.
+pub fn record_progress(
+    conn: &Connection,
+    id: &str,
+    outputs: &[Value],
+    execution_count: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE executions SET outputs = ?2, execution_count = ?3 WHERE id = ?1",
+        params![id, serde_json::to_string(outputs)?, execution_count],
+    )?;
+    Ok(())
+}
+
+/// Terminal update. Returns false if the row was already terminal (first writer wins).
+pub fn finish(conn: &Connection, rec: &ExecutionRecord) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE executions SET status = ?2, outputs = ?3, execution_count = ?4, error = ?5,
+            note = ?6, finished_at = ?7, started_at = COALESCE(started_at, ?8)
+         WHERE id = ?1 AND status IN ('pending', 'running')",
+        params![
+            rec.id,
+            rec.status.as_str(),
+            serde_json::to_string(&rec.outputs)?,
+            rec.execution_count,
+            rec.error.as_ref().map(Value::to_string),
+            rec.note,
+            rec.finished_at,
+            rec.started_at,
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Cancels a pending execution; false if it was not pending.
+pub fn cancel_pending(conn: &Connection, id: &str, note: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE executions SET status = 'cancelled', note = ?2, finished_at = ?3
+         WHERE id = ?1 AND status = 'pending'",
+        params![id, note, super::now()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Cancels every pending execution of a batch; returns their ids.
+pub fn cancel_batch(
+    conn: &mut Connection,
+    batch: &str,
+    note: &str,
+) -> Result<Vec<String>, StoreError> {
+    let tx = conn.transaction()?;
+    let ids: Vec<String> = {
+        let mut stmt =
+            tx.prepare("SELECT id FROM executions WHERE batch_id = ?1 AND status = 'pending'")?;
+        let rows = stmt.query_map(params![batch], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    tx.execute(
+        "UPDATE executions SET status = 'cancelled', note = ?2, finished_at = ?3
+         WHERE batch_id = ?1 AND status = 'pending'",
+        params![batch, note, super::now()],
+    )?;
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Number of pending executions per notebook.
+pub fn pending_count(conn: &Connection, notebook: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM executions WHERE notebook = ?1 AND status = 'pending'",
+        params![notebook],
+        |r| r.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        super::super::schema::prepare(&conn).unwrap();
+        (dir, conn)
+    }
+
+    fn new(id: &str, batch: Option<&str>) -> NewExecution {
+        NewExecution {
+            id: id.into(),
+            notebook: "a.ipynb".into(),
+            cell_id: Some("c1".into()),
+            code: "1+1".into(),
+            batch_id: batch.map(str::to_string),
+            stop_on_error: true,
+            allow_error: false,
+        }
+    }
+
+    #[test]
+    fn lifecycle_is_recorded_and_terminal_states_stick() {
+        let (_d, mut c) = db();
+        insert_pending(&mut c, &[new("e1", None)]).unwrap();
+        assert_eq!(get(&c, "e1").unwrap().unwrap().status, Status::Pending);
+        assert!(mark_running(&c, "e1", "k1", "m1").unwrap());
+        assert!(
+            !mark_running(&c, "e1", "k1", "m1").unwrap(),
+            "only from pending"
+        );
+        record_progress(
+            &c,
+            "e1",
+            &[serde_json::json!({"output_type":"stream"})],
+            Some(3),
+        )
+        .unwrap();
+        let mut rec = get(&c, "e1").unwrap().unwrap();
+        assert_eq!(rec.outputs.len(), 1);
+        assert_eq!(rec.execution_count, Some(3));
+        rec.status = Status::Completed;
+        rec.finished_at = Some(super::super::now());
+        assert!(finish(&c, &rec).unwrap());
+        rec.status = Status::Failed;
+        assert!(!finish(&c, &rec).unwrap(), "first terminal state wins");
+        assert_eq!(get(&c, "e1").unwrap().unwrap().status, Status::Completed);
+    }
+
+    #[test]
+    fn batch_cancel_touches_only_pending_rows_of_that_batch() {
+        let (_d, mut c) = db();
+        insert_pending(
+            &mut c,
+            &[new("a", Some("b")), new("b", Some("b")), new("c", None)],
+        )
+        .unwrap();
+        mark_running(&c, "a", "k", "m").unwrap();
+        let ids = cancel_batch(&mut c, "b", "stopped").unwrap();
+        assert_eq!(ids, vec!["b".to_string()]);
+        assert_eq!(get(&c, "a").unwrap().unwrap().status, Status::Running);
+        assert_eq!(get(&c, "c").unwrap().unwrap().status, Status::Pending);
+        assert_eq!(pending_count(&c, "a.ipynb").unwrap(), 1);
+        assert!(!cancel_pending(&c, "a", "x").unwrap());
+        assert_eq!(list(&c, Some("a.ipynb"), None, 10).unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,63 @@
+//! Schema and connection settings. `user_version` tracks the schema version; migrations are
+//! applied in order inside one transaction.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: executions and kernel sessions.
+    "CREATE TABLE executions (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        notebook        TEXT NOT NULL,
+        cell_id         TEXT,
+        code            TEXT NOT NULL,
+        batch_id        TEXT,
+        stop_on_error   INTEGER NOT NULL DEFAULT 1,
+        allow_error     INTEGER NOT NULL DEFAULT 0,
+        status          TEXT NOT NULL,
+        kernel_session  TEXT,
+        msg_id          TEXT,
+        execution_count INTEGER,
+        outputs         TEXT NOT NULL DEFAULT '[]',
+        error           TEXT,
+        note            TEXT,
+        created_at      TEXT NOT NULL,
+        started_at      TEXT,
+        finished_at     TEXT
+    );
+    CREATE INDEX executions_by_notebook ON executions(notebook, status, seq);
+    CREATE INDEX executions_by_status ON executions(status, seq);
+    CREATE INDEX executions_by_msg ON executions(msg_id);
+    CREATE TABLE kernel_sessions (
+        id              TEXT PRIMARY KEY,
+        notebook        TEXT NOT NULL,
+        kernel_name     TEXT NOT NULL,
+        pid             INTEGER,
+        pid_start_time  INTEGER,
+        connection_file TEXT,
+        log_file        TEXT,
+        state           TEXT NOT NULL,
+        started_at      TEXT NOT NULL,
+        ended_at        TEXT,
+        end_reason      TEXT
+    );
+    CREATE INDEX kernel_sessions_by_notebook ON kernel_sessions(notebook, started_at);",
+];
+
+/// WAL + FULL sync, foreign keys, busy timeout; then migrations up to the current version.
+pub fn prepare(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Kernel sessions: one row per kernel process we started for a notebook, with what is needed
+//! to find it again after a server restart (PID plus its start time, connection file).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+
+/// One kernel process.
+#[derive(Debug, Clone)]
+pub struct KernelSessionRecord {
+    /// Our id for the session.
+    pub id: String,
+    /// Notebook path relative to the root.
+    pub notebook: String,
+    /// Kernelspec name.
+    pub kernel_name: String,
+    /// OS process id.
+    pub pid: Option<u32>,
+    /// Clock ticks since boot when the PID started (PID-reuse guard).
+    pub pid_start_time: Option<u64>,
+    /// Connection file path.
+    pub connection_file: Option<String>,
+    /// Kernel log path.
+    pub log_file: Option<String>,
+    /// `starting`, `idle`, `busy`, `dead`, `shutdown`.
+    pub state: String,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
+impl KernelSessionRecord {
+    /// Inserts the session.
+    pub fn insert(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO kernel_sessions (id, notebook, kernel_name, pid, pid_start_time,
+                connection_file, log_file, state, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                self.id,
+                self.notebook,
+                self.kernel_name,
+                self.pid,
+                self.pid_start_time.map(|t| t as i64),
+                self.connection_file,
+                self.log_file,
+                self.state,
+                self.started_at
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Records the end of a session (`dead` or `shutdown`) with a reason.
+pub fn end_session(
+    conn: &Connection,
+    id: &str,
+    state: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE kernel_sessions SET state = ?2, end_reason = ?3, ended_at = ?4
+         WHERE id = ?1 AND ended_at IS NULL",
+        params![id, state, reason, super::now()],
+    )?;
+    Ok(())
+}
+
+/// The most recent session of a notebook, if any.
+pub fn latest_for_notebook(
+    conn: &Connection,
+    notebook: &str,
+) -> Result<Option<(String, String, Option<String>)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, state, end_reason FROM kernel_sessions WHERE notebook = ?1
+             ORDER BY started_at DESC LIMIT 1",
+            params![notebook],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?)
+}
