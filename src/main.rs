@@ -40,7 +40,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let config = args.shared.config(&cwd, args.stop_kernels_on_exit)?;
             let stop = config.stop_kernels_on_exit;
             let engine = Engine::new(config)?;
-            let result = jupyter_mcp::mcp::serve_stdio(engine.clone()).await;
+            // SIGTERM / SIGINT end the session like a closed stdin does.
+            let result = tokio::select! {
+                r = jupyter_mcp::mcp::serve_stdio(engine.clone()) => r,
+                _ = termination() => Ok(()),
+            };
             engine.shutdown(stop).await;
             result?;
             Ok(0)
@@ -53,5 +57,17 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             shared.init_logging();
             jupyter_mcp::doctor::run(&shared).await
         }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }

@@ -59,24 +59,19 @@ impl Engine {
         Ok(ids)
     }
 
-    /// Reads cells `[start, end)` (clamped), with total count and kernelspec name.
+    /// Reads cells `[start, end)` (clamped), with the total count and `metadata.kernelspec`.
     pub async fn read_notebook(
         &self,
         path: &RootedPath,
         start: Option<usize>,
         end: Option<usize>,
-    ) -> EngineResult<(Vec<CellView>, usize, Option<String>)> {
+    ) -> EngineResult<(Vec<CellView>, usize, Option<serde_json::Value>)> {
         let p = path.clone();
         let nb = blocking(move || notebook_ops::load(&p)).await?;
         let total = nb.cells.len();
         let start = start.unwrap_or(0).min(total);
         let end = end.unwrap_or(total).clamp(start, total);
-        let kernel = nb
-            .metadata
-            .get("kernelspec")
-            .and_then(|k| k.get("name"))
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
+        let kernel = nb.metadata.get("kernelspec").cloned();
         let cells = nb.cells[start..end]
             .iter()
             .enumerate()

@@ -458,12 +458,12 @@ impl Engine {
         if !stop_kernels {
             return;
         }
-        for s in self.all_sessions() {
-            let k = s.kernel.lock().ok().and_then(|mut k| k.take());
-            if let Some(k) = k {
-                session::stop_kernel(&k).await;
-            }
-        }
+        let kernels: Vec<_> = self
+            .all_sessions()
+            .iter()
+            .filter_map(|s| s.kernel.lock().ok().and_then(|mut k| k.take()))
+            .collect();
+        futures::future::join_all(kernels.iter().map(|k| session::stop_kernel(k))).await;
     }
 }
 

@@ -240,13 +240,13 @@ pub async fn stop_kernel(kernel: &RunningKernel) {
         }
     };
     if let Ok(mut h) = kernel.client.shutdown_request(false).await {
-        let _ = tokio::time::timeout(Duration::from_secs(2), h.next()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), h.next()).await;
     }
-    if wait_exit(&mut exited, 5).await {
+    if wait_exit(&mut exited, 1).await {
         return;
     }
     let _ = process::signal_group(kernel.pid, libc::SIGTERM);
-    if wait_exit(&mut exited, 3).await {
+    if wait_exit(&mut exited, 2).await {
         return;
     }
     let _ = process::signal_group(kernel.pid, libc::SIGKILL);

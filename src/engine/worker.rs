@@ -17,7 +17,7 @@ use super::{notebook_ops, Engine, EngineError};
 use crate::store::{self, ExecutionRecord, Status};
 
 /// How often outputs of a running execution are persisted (they are also kept in memory).
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs the queue of one notebook until the engine drops the session.
 pub async fn run(
@@ -165,20 +165,24 @@ async fn drive(
             let mut last_flush = Instant::now();
             let mut dirty = false;
             while reply.is_none() || !idle {
-                match handle.next().await {
-                    KernelEvent::Died(reason) => {
+                // Outputs so far become visible at most PROGRESS_EVERY after they arrive,
+                // even when the cell then goes quiet (a print followed by a long sleep).
+                let flush_at = tokio::time::Instant::from_std(last_flush + PROGRESS_EVERY);
+                let event = tokio::select! {
+                    ev = handle.next() => Some(ev),
+                    _ = tokio::time::sleep_until(flush_at), if dirty => None,
+                };
+                match event {
+                    None => {}
+                    Some(KernelEvent::Died(reason)) => {
                         died = Some(reason);
                         break;
                     }
-                    KernelEvent::Message(m) => match m.msg_type.as_str() {
+                    Some(KernelEvent::Message(m)) => match m.msg_type.as_str() {
                         "execute_reply" => reply = Some(m.content),
                         "status" => idle |= m.execution_state() == Some("idle"),
                         "input_request" => {
-                            let prompt = m
-                                .content
-                                .get("prompt")
-                                .and_then(Value::as_str)
-                                .unwrap_or("");
+                            let prompt = m.content.get("prompt").and_then(Value::as_str).unwrap_or("");
                             if let Some(l) = &live {
                                 if let Ok(mut p) = l.input_prompt.lock() {
                                     *p = Some(prompt.to_string());
@@ -192,11 +196,9 @@ async fn drive(
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
                                     Applied::Changed => dirty = true,
-                                    Applied::ForeignDisplay {
-                                        display_id,
-                                        data,
-                                        metadata,
-                                    } => foreign.push((display_id, data, metadata)),
+                                    Applied::ForeignDisplay { display_id, data, metadata } => {
+                                        foreign.push((display_id, data, metadata))
+                                    }
                                     Applied::Unchanged => {}
                                 }
                             }

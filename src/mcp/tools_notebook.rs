@@ -26,9 +26,9 @@ pub struct NotebookContents {
     pub notebook: String,
     /// Number of cells in the notebook.
     pub total_cells: usize,
-    /// Kernelspec name from the notebook metadata.
+    /// The notebook's `metadata.kernelspec` (name, display_name, language).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernelspec: Option<String>,
+    pub kernelspec: Option<serde_json::Value>,
     /// The requested cells.
     pub cells: Vec<CellEntry>,
 }
@@ -166,7 +166,11 @@ impl JupyterMcp {
                         "{}: {} cells (kernel {})\n",
                         path.rel,
                         total,
-                        kernelspec.as_deref().unwrap_or("not set")
+                        kernelspec
+                        .as_ref()
+                        .and_then(|k| k.get("name"))
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("not set")
                     );
                     let mut entries = Vec::new();
                     let mut images = Vec::new();

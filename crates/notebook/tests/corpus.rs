@@ -1,6 +1,6 @@
 //! Tests against real notebooks written by other projects (`/work/shared/corpus`, or the
 //! directory in `JMCP_CORPUS_DIR`) and against Python nbformat itself (the interpreter at
-//! `/tmp/venvprobe/bin/python`, or `JMCP_PYTHON`). Tests whose inputs are missing print why
+//! the project's `.venv/bin/python`, or `JMCP_PYTHON`). Tests whose inputs are missing print why
 //! and pass.
 
 use jmcp_notebook::{Notebook, NotebookError};
@@ -37,7 +37,7 @@ print(json.dumps(out))
 fn corpus_files() -> Vec<PathBuf> {
     let root = std::env::var_os("JMCP_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/corpus"));
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus")));
     let mut files = Vec::new();
     let mut dirs = vec![root.clone()];
     while let Some(dir) = dirs.pop() {
@@ -63,7 +63,7 @@ fn corpus_files() -> Vec<PathBuf> {
 fn python() -> Option<PathBuf> {
     let python = std::env::var_os("JMCP_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/venvprobe/bin/python"));
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python")));
     if python.exists() {
         Some(python)
     } else {

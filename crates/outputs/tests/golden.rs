@@ -3,7 +3,7 @@
 //! `NotebookClient.execute_cell` with `coalesce_streams=True` and a fake
 //! kernel client) and through [`OutputAccumulator`]; outputs (values AND key
 //! order) and execution counts must match. Skipped (prints "skipped") when
-//! `/tmp/venvprobe/bin/python` does not exist.
+//! the project's `.venv/bin/python` (made by scripts/setup.sh) does not exist.
 
 use jmcp_outputs::{apply_display_update, Applied, Finished, OutputAccumulator};
 use serde_json::{json, Value};
@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const PYTHON: &str = "/tmp/venvprobe/bin/python";
+const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
 
 type Cell = Vec<(&'static str, Value)>;
 
