@@ -122,10 +122,11 @@ impl Shared {
         })
     }
 
-    /// Installs the stderr logger (RUST_LOG sets levels; default warn).
+    /// Installs the stderr logger (RUST_LOG sets levels; default warn, and error for the
+    /// ZeroMQ crate, whose reconnect warnings are noise when a kernel exits).
     pub fn init_logging(&self) {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zeromq=error"));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);

@@ -82,11 +82,16 @@ async fn execute(
         let mut view = engine
             .wait(id, per_cell.unwrap_or(Duration::from_secs(u64::MAX / 4)))
             .await?;
+        let mut timed_out = false;
         if !view.status().is_terminal() {
-            bar.println(format!(
-                "cell {index} ({cell_id}) exceeded --timeout {:.0} s: interrupting",
-                args.timeout.unwrap_or_default()
-            ));
+            timed_out = true;
+            say(
+                &bar,
+                format!(
+                    "cell {index} ({cell_id}) timed out after {} s (--timeout): interrupting it",
+                    args.timeout.unwrap_or_default()
+                ),
+            );
             view = engine.cancel(id).await?;
         }
         let line = match view.status() {
@@ -108,18 +113,19 @@ async fn execute(
                     },
                     evalue.lines().next().unwrap_or("")
                 );
-                if let Some(note) = &view.record.note {
+                if timed_out {
+                    l.push_str(&format!(
+                        " [timed out after {} s]",
+                        args.timeout.unwrap_or_default()
+                    ));
+                } else if let Some(note) = &view.record.note {
                     l.push_str(&format!(" [{}]", note.lines().next().unwrap_or("")));
                 }
                 l
             }
             other => format!("cell {index} ({cell_id}): {}", other.as_str()),
         };
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
+        say(&bar, line);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -133,6 +139,15 @@ async fn execute(
     }
     println!("{}", path.abs.display());
     Ok(code)
+}
+
+/// A line on stderr, above the bar when there is one.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn progress(len: u64) -> ProgressBar {

@@ -34,7 +34,11 @@ impl Engine {
             .map(str::to_string)
             .or_else(from_file)
             .unwrap_or_else(|| self.config().default_kernel.clone());
-        Ok(find_kernelspec(&name)?)
+        match find_kernelspec(&name) {
+            // Many notebooks name the generic "python" kernel; it is what python3 serves.
+            Err(e) if name == "python" => find_kernelspec("python3").map_err(|_| e.into()),
+            other => Ok(other?),
+        }
     }
 
     /// Queues executions for a notebook, durably, and returns their ids in order.

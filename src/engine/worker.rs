@@ -182,7 +182,11 @@ async fn drive(
                         "execute_reply" => reply = Some(m.content),
                         "status" => idle |= m.execution_state() == Some("idle"),
                         "input_request" => {
-                            let prompt = m.content.get("prompt").and_then(Value::as_str).unwrap_or("");
+                            let prompt = m
+                                .content
+                                .get("prompt")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
                             if let Some(l) = &live {
                                 if let Ok(mut p) = l.input_prompt.lock() {
                                     *p = Some(prompt.to_string());
@@ -196,9 +200,11 @@ async fn drive(
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
                                     Applied::Changed => dirty = true,
-                                    Applied::ForeignDisplay { display_id, data, metadata } => {
-                                        foreign.push((display_id, data, metadata))
-                                    }
+                                    Applied::ForeignDisplay {
+                                        display_id,
+                                        data,
+                                        metadata,
+                                    } => foreign.push((display_id, data, metadata)),
                                     Applied::Unchanged => {}
                                 }
                             }

@@ -167,10 +167,10 @@ impl JupyterMcp {
                         path.rel,
                         total,
                         kernelspec
-                        .as_ref()
-                        .and_then(|k| k.get("name"))
-                        .and_then(|n| n.as_str())
-                        .unwrap_or("not set")
+                            .as_ref()
+                            .and_then(|k| k.get("name"))
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("not set")
                     );
                     let mut entries = Vec::new();
                     let mut images = Vec::new();

@@ -6,7 +6,7 @@
 //! defaults and say so in [`Loaded::upgraded`]; where the document cannot be represented
 //! we fail with [`NotebookError::Invalid`].
 
-use crate::document::{fresh_id, is_valid_cell_id, TRANSIENT_CELL_KEY, TRANSIENT_NOTEBOOK_KEYS};
+use crate::document::{is_valid_cell_id, TRANSIENT_CELL_KEY, TRANSIENT_NOTEBOOK_KEYS};
 use crate::error::NotebookError;
 use crate::lines;
 use crate::{Cell, CellType, Loaded, Notebook};
@@ -314,7 +314,7 @@ fn assign_ids(cells: &mut [Cell], raw_ids: Vec<RawId>, notes: &mut Vec<String>) 
             )),
             RawId::Missing => None,
         };
-        let id = fresh_id(|candidate| taken.contains(candidate));
+        let id = derived_id(index, cell, &taken);
         taken.insert(id.clone());
         match problem {
             Some(problem) => {
@@ -326,6 +326,26 @@ fn assign_ids(cells: &mut [Cell], raw_ids: Vec<RawId>, notes: &mut Vec<String>) 
         cell.id = id;
     }
     assigned
+}
+
+/// A cell id derived from the cell's position, type and source, so that reading the same
+/// un-upgraded file twice gives the same ids (an agent can use an id from one read in the
+/// next call before the upgraded file was ever written). Salted until unused.
+fn derived_id(index: usize, cell: &Cell, taken: &HashSet<String>) -> String {
+    use sha2::{Digest, Sha256};
+    (0u32..)
+        .map(|salt| {
+            let mut h = Sha256::new();
+            h.update(format!("{index}\0{}\0{salt}\0", cell.cell_type.as_str()));
+            h.update(cell.source.as_bytes());
+            h.finalize()
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+        .find(|id| !taken.contains(id))
+        .unwrap_or_default()
 }
 
 /// "an array", "a string", ... for messages.

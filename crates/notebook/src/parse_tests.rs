@@ -223,3 +223,17 @@ fn byte_order_mark_is_dropped_with_a_note() {
         ])
     );
 }
+
+#[test]
+fn ids_given_to_an_old_file_are_the_same_on_every_read() {
+    let old = br#"{"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": null},
+        {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": null}]}"#;
+    let a = Notebook::parse(old).unwrap().notebook.cell_ids();
+    let b = Notebook::parse(old).unwrap().notebook.cell_ids();
+    assert_eq!(a, b);
+    assert_ne!(
+        a[0], a[1],
+        "equal sources at different positions get different ids"
+    );
+}
