@@ -1,0 +1,333 @@
+"""Execution latency of jupyter-mcp against a raw jupyter_client baseline, in one run.
+
+  (a) `1+1` through MCP stdio: execute_code against the release binary
+      (official MCP Python SDK client; N timed calls after W warm-up calls)
+  (b) `1+1` through jupyter_client directly: KernelManager started with
+      --HistoryManager.hist_file=:memory: (as the server starts its kernels),
+      BlockingKernelClient.execute, then wait for the shell reply and IOPub idle
+  (c) spawn-to-initialize of the binary: process start until the MCP initialize
+      response arrives (raw JSON-RPC over the pipes; median of K spawns)
+
+Prints a table and the ratio p50(MCP) / p50(raw). Figures, never assertions.
+Kernels started here are stopped by PID (process group) at the end, whatever happens.
+
+    python bench/bench_exec.py [--n 200] [--warmup 20] [--spawns 10] [--skip-mcp] [--json out.json]
+(scripts/bench.sh runs setup first and puts .venv on PATH.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = REPO / ".venv"
+BINARY = Path(os.environ.get("JUPYTER_MCP_BIN", REPO / "target" / "release" / "jupyter-mcp"))
+
+# PID -> /proc start time of every kernel this script learns about.
+KERNELS: dict[int, int | None] = {}
+
+
+# ---------------------------------------------------------------------------------- util
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = raw[raw.rindex(")") + 2 :].split()
+    return None if rest[0] == "Z" else int(rest[19])
+
+
+def remember(pid: int | None) -> None:
+    if isinstance(pid, int) and pid > 1 and pid not in KERNELS:
+        KERNELS[pid] = start_time(pid)
+
+
+def stop_kernels(grace: float = 5.0) -> None:
+    """SIGTERM each remembered kernel's process group (never ours), SIGKILL after `grace`."""
+
+    def alive(pid: int) -> bool:
+        st = start_time(pid)
+        return st is not None and st == KERNELS[pid]
+
+    def signal_group(pid: int, sig: int) -> None:
+        try:
+            pgid = os.getpgid(pid)
+            if pgid > 1 and pgid != os.getpgrp():
+                os.killpg(pgid, sig)
+            else:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    live = [p for p in KERNELS if alive(p)]
+    for pid in live:
+        signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(p) for p in live):
+        time.sleep(0.05)
+    for pid in live:
+        if alive(pid):
+            signal_group(pid, signal.SIGKILL)
+
+
+def pct(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    s = sorted(samples)
+    k = max(0, min(len(s) - 1, int(round(q / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_MCP_")}
+    env["PATH"] = f"{VENV / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["VIRTUAL_ENV"] = str(VENV)
+    env.setdefault("RUST_LOG", "warn")
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    return env
+
+
+# ------------------------------------------------------------------------- (a) via MCP
+
+
+async def bench_mcp(n: int, warmup: int, workdir: Path) -> list[float]:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    root, data = workdir / "mcp-root", workdir / "mcp-data"
+    root.mkdir()
+    env = server_env()
+    params = StdioServerParameters(
+        command=str(BINARY),
+        args=["serve", "--root", str(root), "--data-dir", str(data), "--stop-kernels-on-exit"],
+        env={k: env[k] for k in ("PATH", "VIRTUAL_ENV", "RUST_LOG", "JUPYTER_PLATFORM_DIRS")},
+    )
+    samples: list[float] = []
+    with open(workdir / "server.stderr", "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+
+                async def call(tool: str, **args):
+                    res = await session.call_tool(tool, args, read_timeout_seconds=60)
+                    if res.is_error:
+                        text = " ".join(getattr(c, "text", "") for c in res.content)
+                        raise RuntimeError(f"{tool} failed: {text}")
+                    return res.structured_content or {}
+
+                try:
+                    await call("create_notebook", notebook="bench.ipynb")
+                    st = await call("start_kernel", notebook="bench.ipynb")
+                    remember(st.get("pid"))
+                    await session.list_tools()  # the SDK fetches output schemas once; keep it out of the timings
+                    for i in range(warmup + n):
+                        t0 = time.perf_counter()
+                        r = await call("execute_code", notebook="bench.ipynb", code="1+1")
+                        dt = time.perf_counter() - t0
+                        if r.get("status") != "completed":
+                            raise RuntimeError(f"execute_code returned {r}")
+                        if i >= warmup:
+                            samples.append(dt * 1000.0)
+                finally:
+                    try:
+                        for k in (await call("list_kernels")).get("kernels", []):
+                            remember(k.get("pid"))
+                    except Exception as exc:  # report, but let cleanup go on
+                        print(f"list_kernels failed during cleanup: {exc}", file=sys.stderr)
+    return samples
+
+
+# ------------------------------------------------------------------ (b) raw jupyter_client
+
+
+def bench_raw(n: int, warmup: int) -> tuple[list[float], float]:
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    t0 = time.perf_counter()
+    km.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"], env=server_env(),
+                    stderr=subprocess.DEVNULL)
+    remember(getattr(km.provisioner, "pid", None))  # LocalProvisioner: the kernel's PID (own session)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        ready_s = time.perf_counter() - t0
+        # Drain whatever wait_for_ready left on IOPub.
+        while True:
+            try:
+                kc.get_iopub_msg(timeout=0.2)
+            except Exception:
+                break
+        samples: list[float] = []
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            msg_id = kc.execute("1+1", store_history=True)
+            got_reply = got_idle = False
+            while not got_reply:
+                reply = kc.get_shell_msg(timeout=30)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    got_reply = True
+                    if reply["content"]["status"] != "ok":
+                        raise RuntimeError(f"execute_reply {reply['content']}")
+            while not got_idle:
+                msg = kc.get_iopub_msg(timeout=30)
+                if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                        and msg["content"]["execution_state"] == "idle"):
+                    got_idle = True
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                samples.append(dt * 1000.0)
+        return samples, ready_s
+    finally:
+        kc.stop_channels()
+        try:
+            km.shutdown_kernel(now=True)
+        except Exception as exc:
+            print(f"raw kernel shutdown failed: {exc}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------- (c) spawn to initialize
+
+
+def spawn_to_initialize(workdir: Path, i: int) -> float:
+    root, data = workdir / f"spawn-root-{i}", workdir / f"spawn-data-{i}"
+    root.mkdir()
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "bench", "version": "0"}}}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(BINARY), "serve", "--root", str(root), "--data-dir", str(data)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=server_env(), start_new_session=True)
+    try:
+        assert proc.stdin and proc.stdout
+        proc.stdin.write((json.dumps(init) + "\n").encode())
+        proc.stdin.flush()
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        buf = b""
+        deadline = t0 + 30
+        while True:
+            if not sel.select(timeout=max(0.0, deadline - time.perf_counter())):
+                raise RuntimeError("no initialize response within 30 s")
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError(f"server exited before answering initialize (rc={proc.poll()})")
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                msg = json.loads(line)
+                if msg.get("id") == 1:
+                    dt = time.perf_counter() - t0
+                    if "result" not in msg:
+                        raise RuntimeError(f"initialize failed: {msg}")
+                    return dt * 1000.0
+    finally:
+        try:
+            proc.stdin.close()  # type: ignore[union-attr]
+            proc.wait(timeout=5)
+        except Exception:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200, help="timed executions per client (default 200)")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed executions first (default 20)")
+    ap.add_argument("--spawns", type=int, default=10, help="binary spawns for (c) (default 10)")
+    ap.add_argument("--skip-mcp", action="store_true", help="only the raw jupyter_client baseline")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+
+    if not args.skip_mcp and not BINARY.is_file():
+        print(f"{BINARY} not found: run scripts/setup.sh (or pass --skip-mcp)", file=sys.stderr)
+        return 2
+
+    rows: list[tuple[str, str, str, str]] = []
+    figures: dict[str, object] = {"n": args.n, "warmup": args.warmup, "cpus": os.cpu_count(),
+                                  "python": platform.python_version()}
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="jmcp-bench-") as tmp:
+        work = Path(tmp)
+        try:
+            raw, ready = bench_raw(args.n, args.warmup)
+            figures["raw_ms"] = {"p50": statistics.median(raw), "p99": pct(raw, 99)}
+            figures["raw_kernel_ready_s"] = ready
+            rows.append(("execute 1+1, raw jupyter_client", f"{statistics.median(raw):.2f}",
+                         f"{pct(raw, 99):.2f}", str(len(raw))))
+        except Exception as exc:
+            failures += 1
+            raw = []
+            print(f"raw jupyter_client benchmark failed: {exc!r}", file=sys.stderr)
+        finally:
+            stop_kernels()
+
+        mcp: list[float] = []
+        if not args.skip_mcp:
+            try:
+                mcp = asyncio.run(bench_mcp(args.n, args.warmup, work))
+                figures["mcp_ms"] = {"p50": statistics.median(mcp), "p99": pct(mcp, 99)}
+                rows.insert(0, ("execute 1+1 via MCP stdio (execute_code)", f"{statistics.median(mcp):.2f}",
+                                f"{pct(mcp, 99):.2f}", str(len(mcp))))
+            except Exception as exc:
+                failures += 1
+                print(f"MCP benchmark failed: {exc!r} (server stderr: {work / 'server.stderr'})",
+                      file=sys.stderr)
+                err = (work / "server.stderr")
+                if err.exists():
+                    print("\n".join(err.read_text(errors="replace").splitlines()[-20:]), file=sys.stderr)
+            finally:
+                stop_kernels()
+            try:
+                spawns = [spawn_to_initialize(work, i) for i in range(args.spawns)]
+                figures["spawn_to_initialize_ms"] = {"median": statistics.median(spawns), "min": min(spawns),
+                                                     "max": max(spawns)}
+                rows.append((f"spawn -> initialize response (median of {len(spawns)})",
+                             f"{statistics.median(spawns):.1f}", "-", str(len(spawns))))
+            except Exception as exc:
+                failures += 1
+                print(f"spawn benchmark failed: {exc!r}", file=sys.stderr)
+
+    print(f"\njupyter-mcp bench: {os.cpu_count()} cpus, Python {platform.python_version()}, "
+          f"N={args.n} after {args.warmup} warm-up")
+    w = max([len(r[0]) for r in rows] + [10])
+    print(f"{'measurement':<{w}}  {'p50 ms':>9}  {'p99 ms':>9}  {'n':>5}")
+    for name, p50, p99, n in rows:
+        print(f"{name:<{w}}  {p50:>9}  {p99:>9}  {n:>5}")
+    if mcp and raw:
+        ratio = statistics.median(mcp) / statistics.median(raw)
+        figures["ratio_p50_mcp_over_raw"] = ratio
+        print(f"ratio p50(MCP) / p50(raw): {ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        stop_kernels()

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Prepare everything the demo, the tests and the benchmark need, idempotently:
+#   1. .venv at the repository root (python3 -m venv), if missing
+#   2. pip install -r requirements.txt, skipped while .venv/.requirements.sha256
+#      matches the requirements (and the interpreter) it was installed from
+#   3. check that ipykernel's wheel put the python3 kernelspec into
+#      .venv/share/jupyter/kernels/python3 (repairs it if not)
+#   4. cargo build --release --locked (without --locked when there is no Cargo.lock)
+# One line per step on stdout; tools' own output only when they fail.
+# Environment: PYTHON (default python3) picks the interpreter for a new venv;
+# SETUP_SKIP_CARGO=1 skips step 4 (Python-only use, e.g. the raw half of the bench).
+# Exports nothing: scripts source scripts/env.sh afterwards.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+VENV="$REPO_ROOT/.venv"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.requirements.sha256"
+
+step() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command quietly; on failure shows its output and stops.
+quiet() {
+    local log
+    log="$(mktemp "${TMPDIR:-/tmp}/jmcp-setup.XXXXXX")"
+    if "$@" >"$log" 2>&1; then
+        rm -f "$log"
+    else
+        local rc=$?
+        tail -n 60 "$log" >&2
+        rm -f "$log"
+        die "'$*' exited with $rc"
+    fi
+}
+
+# 1. venv
+if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    step "venv: $VENV exists ($("$VENV/bin/python" -c 'import platform; print(platform.python_version())'))"
+else
+    command -v "$PY" >/dev/null 2>&1 || die "$PY not found; install Python 3.11 or set PYTHON"
+    step "venv: creating $VENV with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+    rm -rf "$VENV"
+    quiet "$PY" -m venv "$VENV"
+fi
+
+# 2. Python packages
+want="$( { cat requirements.txt; "$VENV/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+    step "pip: requirements.txt already installed (stamp $(basename "$STAMP") matches)"
+else
+    step "pip: installing requirements.txt into .venv (first time takes ~1 min)"
+    rm -f "$STAMP"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        quiet "$VENV/bin/python" -m pip install --quiet --no-input -r requirements.txt
+    printf '%s\n' "$want" >"$STAMP"
+fi
+
+# 3. kernelspec (ipykernel's wheel ships share/jupyter/kernels/python3 as data files)
+KSPEC="$VENV/share/jupyter/kernels/python3/kernel.json"
+if [[ -f "$KSPEC" ]]; then
+    step "kernelspec: python3 at ${KSPEC#"$REPO_ROOT"/}"
+else
+    step "kernelspec: python3 missing from .venv, running ipykernel install --sys-prefix"
+    quiet "$VENV/bin/python" -m ipykernel install --sys-prefix
+    [[ -f "$KSPEC" ]] || die "ipykernel install did not create $KSPEC"
+fi
+
+# 4. the server binary
+if [[ "${SETUP_SKIP_CARGO:-0}" == "1" ]]; then
+    step "cargo: skipped (SETUP_SKIP_CARGO=1)"
+else
+    command -v cargo >/dev/null 2>&1 || die "cargo not found; install a Rust toolchain (rustup)"
+    locked=()
+    if [[ -f Cargo.lock ]]; then locked=(--locked); fi
+    step "cargo: build --release ${locked[*]:-} (cold build takes ~2-3 min)"
+    quiet cargo build --release "${locked[@]}"
+    [[ -x target/release/jupyter-mcp ]] || die "target/release/jupyter-mcp was not built"
+fi
