@@ -41,6 +41,13 @@ impl Engine {
         }
     }
 
+    /// True when the notebook has a kernel that has not died.
+    pub fn has_live_kernel(&self, path: &RootedPath) -> bool {
+        self.existing_session(&path.rel)
+            .and_then(|s| s.current_kernel())
+            .is_some()
+    }
+
     /// Queues executions for a notebook, durably, and returns their ids in order.
     /// The rows are committed before this returns and before any kernel sees the code.
     pub async fn submit(
