@@ -11,6 +11,7 @@
 
 mod cells;
 mod error;
+mod internal;
 mod live;
 mod notebook_ops;
 mod ops;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 
 pub use cells::Position;
 pub use error::{EngineError, EngineResult};
+pub use internal::InternalRun;
 pub use views::{CellView, ExecutionView, KernelView, SubmitItem};
 
 use crate::config::Config;

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jmcp_kernel::{find_kernelspec, ExecuteOptions, KernelEvent, KernelSpec};
+use jmcp_kernel::{find_kernelspec, KernelSpec};
 use serde_json::{json, Value};
 
 use super::session::{self, NotebookSession, RunningKernel};
@@ -395,69 +395,23 @@ impl Engine {
     }
 
     /// User variables of the notebook's kernel: name, type, shape/len, size in bytes.
-    /// Runs silent introspection code directly on the kernel (not recorded as an execution);
-    /// waits behind a running cell up to `timeout`.
+    /// Runs introspection code with [`Engine::run_internal`] (not recorded as an execution).
     pub async fn list_variables(
         &self,
         path: &RootedPath,
         timeout: Duration,
     ) -> EngineResult<Vec<Value>> {
-        let session = self.session(path);
-        let kernel = session
-            .current_kernel()
-            .ok_or_else(|| EngineError::NoKernel {
-                notebook: path.rel.clone(),
-            })?;
-        let opts = ExecuteOptions {
-            store_history: false,
-            allow_stdin: false,
-            stop_on_error: false,
-            // Not `silent`: ipykernel would not publish the printed result on IOPub.
-            silent: false,
-        };
-        let mut h = kernel.client.execute(VARIABLES_CODE, opts, None).await?;
-        let mut text = String::new();
-        let collect = async {
-            loop {
-                match h.next().await {
-                    KernelEvent::Message(m) if m.msg_type == "stream" => {
-                        text.push_str(m.content.get("text").and_then(Value::as_str).unwrap_or(""))
-                    }
-                    KernelEvent::Message(m) if m.msg_type == "execute_reply" => {
-                        return Ok(m.content)
-                    }
-                    KernelEvent::Message(_) => {}
-                    KernelEvent::Died(r) => {
-                        return Err(EngineError::InvalidArgument(format!(
-                            "the kernel died: {r}"
-                        )))
-                    }
-                }
-            }
-        };
-        let reply = tokio::time::timeout(timeout, collect).await.map_err(|_| {
-            EngineError::Timeout(format!(
-                "the kernel of '{}' is busy (a cell is still running); try again when it is idle",
-                path.rel
-            ))
-        })??;
-        // The reply may come before the last stream message: wait briefly for idle.
-        let marker = text
+        let run = self.run_internal(path, VARIABLES_CODE, timeout).await?;
+        let Some(line) = run
+            .stdout
             .lines()
             .rev()
             .find(|l| l.starts_with(VARIABLES_MARKER))
-            .map(str::to_string);
-        let line = match marker {
-            Some(l) => l,
-            None => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "this kernel cannot list variables (only IPython kernels can): {}",
-                    reply
-                        .get("evalue")
-                        .and_then(Value::as_str)
-                        .unwrap_or("no answer")
-                )))
-            }
+        else {
+            return Err(EngineError::InvalidArgument(format!(
+                "this kernel cannot list variables (only IPython kernels can): {}",
+                run.error_summary().unwrap_or_else(|| "no answer".into())
+            )));
         };
         let json: Value = serde_json::from_str(&line[VARIABLES_MARKER.len()..])
             .map_err(|e| EngineError::InvalidArgument(format!("unreadable variable list: {e}")))?;

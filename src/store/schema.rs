@@ -44,6 +44,32 @@ const MIGRATIONS: &[&str] = &[
         end_reason      TEXT
     );
     CREATE INDEX kernel_sessions_by_notebook ON kernel_sessions(notebook, started_at);",
+    // 2: asset leases (owned by the assets module; SPEC §4).
+    "CREATE TABLE assets (
+        uri         TEXT PRIMARY KEY,
+        notebook    TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        ext         TEXT NOT NULL,
+        mime_type   TEXT NOT NULL,
+        bytes       INTEGER NOT NULL,
+        created_at  TEXT NOT NULL,
+        lease_until TEXT NOT NULL
+    );
+    CREATE INDEX assets_by_notebook ON assets(notebook);
+    CREATE TABLE asset_refs (
+        asset_uri    TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        PRIMARY KEY (asset_uri, execution_id)
+    );",
+    // 3: checkpoint index (owned by the checkpoint module; SPEC §6).
+    "CREATE TABLE checkpoints (
+        notebook   TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        dir        TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        bytes      INTEGER NOT NULL,
+        PRIMARY KEY (notebook, name)
+    );",
 ];
 
 /// WAL + FULL sync, foreign keys, busy timeout; then migrations up to the current version.
