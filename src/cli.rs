@@ -58,6 +58,17 @@ pub struct ServeArgs {
     /// Stop kernels when the server exits (default: keep them running for the next start).
     #[arg(long)]
     pub stop_kernels_on_exit: bool,
+    /// What to do at start with executions that were running when the server died:
+    /// `interrupt` (default; a surviving kernel is asked how they ended) or `retry` (run again).
+    #[arg(long, value_enum, default_value = "interrupt")]
+    pub recover: Recover,
+}
+
+/// `--recover` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Recover {
+    Interrupt,
+    Retry,
 }
 
 /// `run` options.

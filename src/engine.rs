@@ -15,6 +15,7 @@ mod internal;
 mod live;
 mod notebook_ops;
 mod ops;
+mod recover;
 mod session;
 mod views;
 mod worker;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 pub use cells::Position;
 pub use error::{EngineError, EngineResult};
 pub use internal::InternalRun;
+pub use recover::{RecoverMode, RecoveryReport};
 pub use views::{CellView, ExecutionView, KernelView, SubmitItem};
 
 use crate::config::Config;

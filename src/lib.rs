@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod engine;
+pub mod lock;
 pub mod mcp;
 pub mod paths;
 pub mod run;

@@ -1,8 +1,8 @@
 //! The `jupyter-mcp` binary: parse flags, build the service, map errors to exit codes.
 
 use clap::Parser as _;
-use jupyter_mcp::cli::{Cli, Command, Transport};
-use jupyter_mcp::engine::Engine;
+use jupyter_mcp::cli::{Cli, Command, Recover, Transport};
+use jupyter_mcp::engine::{Engine, RecoverMode};
 
 fn main() {
     let cli = Cli::parse();
@@ -39,7 +39,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let cwd = std::env::current_dir()?;
             let config = args.shared.config(&cwd, args.stop_kernels_on_exit)?;
             let stop = config.stop_kernels_on_exit;
+            let _lock = jupyter_mcp::lock::ServerLock::acquire(&config.data_dir)?;
             let engine = Engine::new(config)?;
+            let mode = match args.recover {
+                Recover::Interrupt => RecoverMode::Interrupt,
+                Recover::Retry => RecoverMode::Retry,
+            };
+            let report = engine.recover(mode).await?;
+            tracing::info!(?report, "recovered state from the previous run");
             // SIGTERM / SIGINT end the session like a closed stdin does.
             let result = tokio::select! {
                 r = jupyter_mcp::mcp::serve_stdio(engine.clone()) => r,

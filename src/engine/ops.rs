@@ -7,7 +7,7 @@ use std::time::Duration;
 use jmcp_kernel::{find_kernelspec, KernelSpec};
 use serde_json::{json, Value};
 
-use super::session::{self, NotebookSession, RunningKernel};
+use super::session::{self, Job, NotebookSession, RunningKernel};
 use super::{
     notebook_ops, Engine, EngineError, EngineResult, ExecutionView, KernelView, SubmitItem,
 };
@@ -88,7 +88,7 @@ impl Engine {
         let session = self.session(path);
         for id in &ids {
             // The worker lives as long as the session; a send can only fail during shutdown.
-            if session.queue.send(id.clone()).is_err() {
+            if session.queue.send(Job::Run(id.clone())).is_err() {
                 return Err(EngineError::ShuttingDown);
             }
         }

@@ -29,6 +29,8 @@ pub struct RunningKernel {
     pub session_id: String,
     /// RFC 3339.
     pub started_at: String,
+    /// Start time of the process (PID-reuse guard).
+    pub pid_start: Option<u64>,
     /// Kernel log (stdout+stderr).
     pub log_file: std::path::PathBuf,
     /// Connection file.
@@ -67,12 +69,22 @@ pub struct RunningExecution {
     pub input_request: Mutex<Option<Value>>,
 }
 
+/// Work for a notebook's worker.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Run a pending execution.
+    Run(String),
+    /// Follow an execution that was `running` when the previous server process died, on a
+    /// kernel that survived: find out how it ended and record that.
+    Adopt(String),
+}
+
 /// Everything the engine keeps per notebook.
 pub struct NotebookSession {
     /// The notebook.
     pub path: RootedPath,
-    /// Execution ids to run, in order.
-    pub queue: mpsc::UnboundedSender<String>,
+    /// Jobs to run, in order.
+    pub queue: mpsc::UnboundedSender<Job>,
     /// The current kernel, if any.
     pub kernel: Mutex<Option<Arc<RunningKernel>>>,
     /// The execution in the kernel now.
@@ -89,7 +101,7 @@ pub struct NotebookSession {
 
 impl NotebookSession {
     /// A session with an idle queue; the caller spawns the worker on the receiver.
-    pub fn new(path: RootedPath) -> (Arc<NotebookSession>, mpsc::UnboundedReceiver<String>) {
+    pub fn new(path: RootedPath) -> (Arc<NotebookSession>, mpsc::UnboundedReceiver<Job>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let s = Arc::new(NotebookSession {
             path,
@@ -148,11 +160,14 @@ pub async fn launch_kernel(
     };
     let rec = record.clone();
     engine.store().call(move |c| rec.insert(c)).await?;
-
+    if spec.is_ipykernel() {
+        install_done_hook(&started.client).await;
+    }
     let (exit_tx, exit_rx) = watch::channel(None);
     let kernel = Arc::new(RunningKernel {
         client: started.client,
         pid: launched.pid,
+        pid_start: launched.start_time,
         spec: spec.clone(),
         session_id: record.id.clone(),
         started_at: record.started_at.clone(),
@@ -162,21 +177,83 @@ pub async fn launch_kernel(
         stopping: AtomicBool::new(false),
         kernel_info: started.kernel_info,
     });
-    // Death watcher: owns the child; reaps it and reports its end.
-    let weak_kernel = Arc::downgrade(&kernel);
+    // The child handle reaps the process; its exit is reported by the watcher.
+    let exit = async move {
+        match launched.child.wait().await {
+            Ok(s) => format!("the kernel process exited ({s})"),
+            Err(e) => format!("the kernel process was lost ({e})"),
+        }
+    };
+    watch_kernel(engine, session, &kernel, exit_tx, exit);
+    Ok(kernel)
+}
+
+/// A kernel found alive after a server restart, reconnected and confirmed with kernel_info.
+pub struct Reattached {
+    /// The session row it belongs to.
+    pub record: KernelSessionRecord,
+    /// Its kernelspec (looked up again by name).
+    pub spec: KernelSpec,
+    /// Connected client.
+    pub client: KernelClient,
+    /// `kernel_info_reply` content.
+    pub kernel_info: Value,
+}
+
+/// Installs a reattached kernel as the session's kernel and watches its process (a pidfd:
+/// it is not our child any more).
+pub fn adopt_kernel(
+    engine: &super::Engine,
+    session: &Arc<NotebookSession>,
+    found: Reattached,
+) -> Arc<RunningKernel> {
+    let pid = found.record.pid.unwrap_or_default();
+    let pid_start = found.record.pid_start_time;
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let kernel = Arc::new(RunningKernel {
+        client: found.client,
+        pid,
+        pid_start,
+        spec: found.spec,
+        session_id: found.record.id.clone(),
+        started_at: found.record.started_at.clone(),
+        log_file: found.record.log_file.clone().unwrap_or_default().into(),
+        connection_file: found.record.connection_file.clone().unwrap_or_default().into(),
+        exited: exit_rx,
+        stopping: AtomicBool::new(false),
+        kernel_info: found.kernel_info,
+    });
+    let exit = async move {
+        process::wait_for_exit(pid, pid_start).await;
+        "the kernel process exited".to_string()
+    };
+    watch_kernel(engine, session, &kernel, exit_tx, exit);
+    if let Ok(mut k) = session.kernel.lock() {
+        *k = Some(kernel.clone());
+    }
+    kernel
+}
+
+/// Spawns the death watcher: when `exit` resolves, the kernel is marked dead, its session row
+/// ended, its connection file removed, and (if that was not on purpose) the notebook's next
+/// execution is told why.
+fn watch_kernel(
+    engine: &super::Engine,
+    session: &Arc<NotebookSession>,
+    kernel: &Arc<RunningKernel>,
+    exit_tx: watch::Sender<Option<String>>,
+    exit: impl std::future::Future<Output = String> + Send + 'static,
+) {
+    let weak_kernel = Arc::downgrade(kernel);
     let weak_session = Arc::downgrade(session);
     let store = engine.store().clone();
     tokio::spawn(async move {
-        let status = launched.child.wait().await;
+        let mut reason = exit.await;
         let Some(kernel) = weak_kernel.upgrade() else {
             return;
         };
         let tail = kernel.log_tail(10);
         let intentional = kernel.stopping.load(Ordering::SeqCst);
-        let mut reason = match status {
-            Ok(s) => format!("the kernel process exited ({s})"),
-            Err(e) => format!("the kernel process was lost ({e})"),
-        };
         if !intentional && !tail.is_empty() {
             reason.push_str(&format!(". Last lines of its stderr:\n{}", tail.join("\n")));
         }
@@ -205,12 +282,82 @@ pub async fn launch_kernel(
             }
         }
     });
-    Ok(kernel)
+}
+
+/// Registers an IPython `post_run_cell` hook that remembers, per request `msg_id`, how each
+/// execution ended. After a server restart this tells whether an execution that was `running`
+/// completed in the kernel (so it is never reported lost, nor run twice). Idempotent.
+async fn install_done_hook(client: &KernelClient) {
+    let opts = jmcp_kernel::ExecuteOptions {
+        store_history: false,
+        allow_stdin: false,
+        stop_on_error: false,
+        silent: true,
+    };
+    match client.execute(DONE_HOOK_CODE, opts, None).await {
+        Ok(mut h) => {
+            let wait = async {
+                loop {
+                    match h.next().await {
+                        jmcp_kernel::KernelEvent::Message(m) if m.msg_type == "execute_reply" => {
+                            return m.content
+                        }
+                        jmcp_kernel::KernelEvent::Died(_) => return Value::Null,
+                        _ => {}
+                    }
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(10), wait).await {
+                Ok(reply) if reply.get("status").and_then(Value::as_str) == Some("ok") => {}
+                other => tracing::warn!("could not install the completion hook: {other:?}"),
+            }
+        }
+        Err(e) => tracing::warn!("could not install the completion hook: {e}"),
+    }
+}
+
+/// Marker printed by [`DONE_QUERY_CODE`].
+pub const DONE_MARKER: &str = "__JMCP_DONE__";
+
+const DONE_HOOK_CODE: &str = r#"
+def __jmcp_install_done_hook():
+    ip = get_ipython()
+    if getattr(ip, '_jmcp_done', None) is not None:
+        return
+    done = {}
+    def post_run_cell(result):
+        try:
+            mid = ip.kernel.get_parent()['header']['msg_id']
+        except Exception:
+            return
+        err = result.error_in_exec or result.error_before_exec
+        done[mid] = {'ok': bool(result.success), 'count': result.execution_count,
+                     'ename': type(err).__name__ if err is not None else None,
+                     'evalue': str(err) if err is not None else None}
+        while len(done) > 100000:
+            done.pop(next(iter(done)))
+    ip.events.register('post_run_cell', post_run_cell)
+    ip._jmcp_done = done
+__jmcp_install_done_hook()
+del __jmcp_install_done_hook
+"#;
+
+/// Code that prints `__JMCP_DONE__{json}` with the hook's records for the given msg_ids.
+pub fn done_query_code(msg_ids: &[String]) -> String {
+    let ids = serde_json::to_string(msg_ids).unwrap_or_else(|_| "[]".into());
+    format!(
+        "import json as __jmcp_json\nprint('{DONE_MARKER}' + __jmcp_json.dumps({{m: (getattr(get_ipython(), '_jmcp_done', None) or {{}}).get(m) for m in __jmcp_json.loads({ids:?})}}))\ndel __jmcp_json"
+    )
 }
 
 /// Interrupts the kernel as its kernelspec says (`signal`: SIGINT to its process group;
 /// `message`: `interrupt_request` on control).
 pub async fn interrupt(kernel: &RunningKernel) -> EngineResult<()> {
+    if !process::is_alive(kernel.pid, kernel.pid_start) {
+        return Err(EngineError::Kernel(jmcp_kernel::KernelError::Died {
+            stderr_tail: kernel.log_tail(5),
+        }));
+    }
     match kernel.spec.interrupt_mode {
         InterruptMode::Signal => process::signal_group(kernel.pid, libc::SIGINT).map_err(|e| {
             EngineError::Kernel(jmcp_kernel::KernelError::io(
@@ -245,8 +392,12 @@ pub async fn stop_kernel(kernel: &RunningKernel) {
     if wait_exit(&mut exited, 1).await {
         return;
     }
+    // Signal only while the PID is still this kernel (never a process that reused it).
+    if !process::is_alive(kernel.pid, kernel.pid_start) {
+        return;
+    }
     let _ = process::signal_group(kernel.pid, libc::SIGTERM);
-    if wait_exit(&mut exited, 2).await {
+    if wait_exit(&mut exited, 2).await || !process::is_alive(kernel.pid, kernel.pid_start) {
         return;
     }
     let _ = process::signal_group(kernel.pid, libc::SIGKILL);

@@ -12,7 +12,7 @@ use jmcp_outputs::{apply_display_update, Applied, OutputAccumulator};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::session::{NotebookSession, RunningExecution, RunningKernel};
+use super::session::{Job, NotebookSession, RunningExecution, RunningKernel};
 use super::{notebook_ops, Engine, EngineError};
 use crate::store::{self, ExecutionRecord, Status};
 
@@ -23,10 +23,20 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub async fn run(
     engine: Engine,
     session: Arc<NotebookSession>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
-    while let Some(id) = rx.recv().await {
-        if let Err(e) = run_one(&engine, &session, &id).await {
+    while let Some(job) = rx.recv().await {
+        let (id, result) = match job {
+            Job::Run(id) => {
+                let r = run_one(&engine, &session, &id).await;
+                (id, r)
+            }
+            Job::Adopt(id) => {
+                let r = super::recover::adopt(&engine, &session, &id).await;
+                (id, r)
+            }
+        };
+        if let Err(e) = result {
             tracing::error!(execution = %id, "execution failed inside the server: {e}");
             let note = format!("the server could not run this execution: {e}");
             let _ = finish_without_kernel(&engine, &id, Status::Failed, "ServerError", &note).await;
@@ -372,6 +382,15 @@ async fn write_outputs(
     Ok(notes)
 }
 
+/// Writes an execution's outputs into its cell (no display updates): used by recovery.
+pub(super) async fn write_cell_outputs(
+    session: &Arc<NotebookSession>,
+    cell_id: &str,
+    done: &ExecutionRecord,
+) -> Result<Vec<String>, EngineError> {
+    write_outputs(session, cell_id, done, &[], &Default::default()).await
+}
+
 type HashMapCells = std::collections::HashMap<String, Vec<usize>>;
 
 fn join_notes(note: Option<String>, more: &[String]) -> String {
@@ -408,7 +427,7 @@ pub async fn finish_without_kernel(
     Ok(())
 }
 
-async fn cancel_rest_of_batch(engine: &Engine, rec: &ExecutionRecord) -> Result<(), EngineError> {
+pub(super) async fn cancel_rest_of_batch(engine: &Engine, rec: &ExecutionRecord) -> Result<(), EngineError> {
     let Some(batch) = rec.batch_id.clone() else {
         return Ok(());
     };

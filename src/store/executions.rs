@@ -293,6 +293,24 @@ pub fn cancel_batch(
     Ok(ids)
 }
 
+/// All executions with `status`, in submission order (oldest first).
+pub fn in_order(conn: &Connection, status: Status) -> Result<Vec<ExecutionRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM executions WHERE status = ?1 ORDER BY seq");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![status.as_str()], from_row)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// `running -> pending` (for `--recover retry`): it will be sent again.
+pub fn requeue(conn: &Connection, id: &str, note: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE executions SET status = 'pending', msg_id = NULL, started_at = NULL, note = ?2
+         WHERE id = ?1 AND status = 'running'",
+        params![id, note],
+    )?;
+    Ok(n == 1)
+}
+
 /// Number of pending executions per notebook.
 pub fn pending_count(conn: &Connection, notebook: &str) -> Result<i64, StoreError> {
     Ok(conn.query_row(

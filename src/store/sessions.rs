@@ -80,3 +80,26 @@ pub fn latest_for_notebook(
         )
         .optional()?)
 }
+
+/// Sessions not ended yet, oldest first (candidates for reattaching after a restart).
+pub fn open_sessions(conn: &Connection) -> Result<Vec<KernelSessionRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, notebook, kernel_name, pid, pid_start_time, connection_file, log_file,
+                state, started_at
+         FROM kernel_sessions WHERE ended_at IS NULL ORDER BY started_at, rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(KernelSessionRecord {
+            id: r.get(0)?,
+            notebook: r.get(1)?,
+            kernel_name: r.get(2)?,
+            pid: r.get(3)?,
+            pid_start_time: r.get::<_, Option<i64>>(4)?.map(|t| t as u64),
+            connection_file: r.get(5)?,
+            log_file: r.get(6)?,
+            state: r.get(7)?,
+            started_at: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::orphans::{Limits, OrphanBuffer};
 use crate::wire::{Channel, WireMessage};
 use crate::{KernelError, Result};
 
@@ -105,12 +106,18 @@ pub struct KernelClient {
     inner: Arc<Inner>,
 }
 
+/// Open requests by `msg_id`, and messages for parents not (yet) registered.
+struct Routes {
+    open: HashMap<String, mpsc::UnboundedSender<KernelEvent>>,
+    orphans: OrphanBuffer,
+}
+
 struct Inner {
     session: String,
     shell: tokio::sync::Mutex<SendHalf>,
     control: tokio::sync::Mutex<SendHalf>,
     stdin: tokio::sync::Mutex<SendHalf>,
-    routes: Mutex<HashMap<String, mpsc::UnboundedSender<KernelEvent>>>,
+    routes: Mutex<Routes>,
     state: watch::Sender<String>,
     dead: watch::Sender<Option<String>>,
     unrouted: AtomicU64,
@@ -167,7 +174,10 @@ impl KernelClient {
                 shell: tokio::sync::Mutex::new(shell_tx),
                 control: tokio::sync::Mutex::new(control_tx),
                 stdin: tokio::sync::Mutex::new(stdin_tx),
-                routes: Mutex::new(HashMap::new()),
+                routes: Mutex::new(Routes {
+                    open: HashMap::new(),
+                    orphans: OrphanBuffer::new(Limits::default()),
+                }),
                 state,
                 dead,
                 unrouted: AtomicU64::new(0),
@@ -192,9 +202,23 @@ impl KernelClient {
     /// for that request arrives (proving our IOPub subscription is live; ZeroMQ's slow joiner).
     /// Re-sends the request every second until `timeout`. Returns the `kernel_info_reply` content.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<Value> {
+        self.wait_ready_on(timeout, false).await
+    }
+
+    /// Like [`KernelClient::wait_ready`] but asks on the control channel, which a kernel answers
+    /// even while a long cell occupies its shell channel (used to reattach after a restart).
+    pub async fn wait_ready_via_control(&self, timeout: Duration) -> Result<Value> {
+        self.wait_ready_on(timeout, true).await
+    }
+
+    async fn wait_ready_on(&self, timeout: Duration, control: bool) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let mut handle = self.send_shell(KernelInfoRequest {}.into()).await?;
+            let mut handle = if control {
+                self.send_control(KernelInfoRequest {}.into()).await?
+            } else {
+                self.send_shell(KernelInfoRequest {}.into()).await?
+            };
             let mut reply: Option<Value> = None;
             let attempt_end = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
             loop {
@@ -325,6 +349,11 @@ impl KernelClient {
         self.inner.dead.borrow().clone()
     }
 
+    /// Messages held for parents nobody claimed yet.
+    pub fn orphans_held(&self) -> usize {
+        self.inner.routes.lock().map(|r| r.orphans.len()).unwrap_or(0)
+    }
+
     /// Count of IOPub/shell messages that named a parent we did not know.
     pub fn unrouted_messages(&self) -> u64 {
         self.inner.unrouted.load(Ordering::Relaxed)
@@ -368,10 +397,19 @@ impl KernelClient {
         Ok(handle)
     }
 
+    /// Follows a request sent earlier (e.g. by a previous server process): registers its
+    /// `msg_id` and first delivers the messages held for it in the orphan buffer.
+    pub fn claim(&self, msg_id: &str) -> RequestHandle {
+        self.register(msg_id)
+    }
+
     fn register(&self, msg_id: &str) -> RequestHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut routes) = self.inner.routes.lock() {
-            routes.insert(msg_id.to_string(), tx);
+            for held in routes.orphans.claim(msg_id, std::time::Instant::now()) {
+                let _ = tx.send(KernelEvent::Message(held));
+            }
+            routes.open.insert(msg_id.to_string(), tx);
         }
         RequestHandle {
             msg_id: msg_id.to_string(),
@@ -383,7 +421,7 @@ impl KernelClient {
 
     fn unregister(&self, msg_id: &str) {
         if let Ok(mut routes) = self.inner.routes.lock() {
-            routes.remove(msg_id);
+            routes.open.remove(msg_id);
         }
     }
 }
@@ -401,24 +439,22 @@ impl Inner {
                 }
             });
         }
-        let target = msg.parent_msg_id.as_ref().and_then(|parent| {
-            self.routes
-                .lock()
-                .ok()
-                .and_then(|routes| routes.get(parent).cloned())
-        });
-        match target {
+        let Some(parent) = msg.parent_msg_id.clone() else {
+            self.unrouted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        match routes.open.get(&parent) {
             Some(tx) => {
                 // The receiver may have been dropped a moment ago; that is not an error.
                 let _ = tx.send(KernelEvent::Message(msg));
             }
             None => {
                 self.unrouted.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    msg_type = %msg.msg_type,
-                    parent = ?msg.parent_msg_id,
-                    "message for an unknown parent"
-                );
+                tracing::debug!(msg_type = %msg.msg_type, %parent, "holding a message for an unknown parent");
+                routes.orphans.push(&parent, msg, std::time::Instant::now());
             }
         }
     }

@@ -6,11 +6,13 @@
 //! - [`client`]: one [`KernelClient`] per kernel; IOPub, shell, stdin and control replies are
 //!   routed to the request that caused them by exact `parent_header.msg_id`.
 //! - [`wire`]: the raw message shape we keep (header/parent/content as JSON, losslessly).
-//! - [`process`]: PIDs, process start times and signals.
+//! - [`orphans`]: bounded buffer for messages whose parent is not known yet.
+//! - [`process`]: PIDs, process start times, exit notification and signals.
 
 pub mod client;
 pub mod error;
 pub mod launch;
+pub mod orphans;
 pub mod process;
 pub mod spec;
 pub mod start;

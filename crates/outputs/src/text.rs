@@ -100,14 +100,9 @@ fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 /// `out.len() <= max_bytes + MARKER_MAX_BYTES`.
 pub fn bound_text(s: &str, max_bytes: usize) -> (String, Option<Truncated>) {
     let total = s.len();
-    if total <= max_bytes {
+    let Some((head_end, tail_start)) = cut_points(s, max_bytes) else {
         return (s.to_owned(), None);
-    }
-    let head_budget = max_bytes / 2;
-    let tail_budget = max_bytes - head_budget;
-    let head_end = head_cut(s, head_budget);
-    // total > max_bytes, so the windows cannot overlap; max() is a safeguard.
-    let tail_start = tail_cut(s, tail_budget).max(head_end);
+    };
     let head = &s[..head_end];
     let tail = &s[tail_start..];
     let shown = head.len() + tail.len();
@@ -128,6 +123,21 @@ pub fn bound_text(s: &str, max_bytes: usize) -> (String, Option<Truncated>) {
             total_bytes: total,
         }),
     )
+}
+
+/// Where [`bound_text`] cuts `s`: `Some((head_end, tail_start))` (the head is
+/// `s[..head_end]`, the tail `s[tail_start..]`), or `None` when `s` fits in
+/// `max_bytes`.
+pub fn cut_points(s: &str, max_bytes: usize) -> Option<(usize, usize)> {
+    if s.len() <= max_bytes {
+        return None;
+    }
+    let head_budget = max_bytes / 2;
+    let tail_budget = max_bytes - head_budget;
+    let head_end = head_cut(s, head_budget);
+    // len > max_bytes, so the windows cannot overlap; max() is a safeguard.
+    let tail_start = tail_cut(s, tail_budget).max(head_end);
+    Some((head_end, tail_start))
 }
 
 /// Largest char boundary `<= i`.
