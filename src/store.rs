@@ -5,6 +5,7 @@
 //! Methods are blocking; async callers use [`Store::call`], which runs them on the blocking pool.
 
 pub mod executions;
+mod group_commit;
 mod schema;
 pub mod sessions;
 
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use executions::{ExecutionRecord, NewExecution, Status};
+pub use group_commit::GroupCommitter;
 pub use sessions::KernelSessionRecord;
 
 /// Errors from the store.
@@ -42,6 +44,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    accept: GroupCommitter,
 }
 
 impl Store {
@@ -57,7 +60,13 @@ impl Store {
         schema::prepare(&conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            accept: GroupCommitter::start(path)?,
         })
+    }
+
+    /// Accepts executions durably (group commit: concurrent callers share transactions).
+    pub async fn accept(&self, rows: Vec<NewExecution>) -> Result<(), StoreError> {
+        self.accept.insert(rows).await
     }
 
     /// Runs `f` with the connection on the blocking thread pool.

@@ -224,41 +224,47 @@ fn create_key_file(dir: &Path, path: &Path) -> Result<(), CheckpointError> {
              was created"
         ))
     })?;
-    let tmp = dir.join(format!(
-        ".{KEY_FILE}.{}.tmp",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let written = (|| -> io::Result<()> {
+    let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let write_new = |target: &Path| -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()
-    })();
+            .open(target)?;
+        if let Err(e) = f.write_all(&key).and_then(|_| f.sync_all()) {
+            let _ = fs::remove_file(target);
+            return Err(e);
+        }
+        Ok(())
+    };
+    let result = write_new(&tmp).and_then(|_| {
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            // Filesystems without hard links: create the file itself (still 0600 from the
+            // start; a reader racing with this write sees a short file and refuses it).
+            Err(e)
+                if e.kind() == io::ErrorKind::Unsupported
+                    || e.raw_os_error() == Some(libc::EPERM) =>
+            {
+                match write_new(path) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    });
     key.iter_mut().for_each(|b| *b = 0);
     std::hint::black_box(&key);
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(key_error(format!(
-            "cannot create the checkpoint key in {}: {e}",
-            dir.display()
-        )));
-    }
-    let linked = fs::hard_link(&tmp, path);
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(key_error(format!(
-                "cannot create the checkpoint key {}: {e}",
-                path.display()
-            )))
-        }
-    }
+    result.map_err(|e| {
+        key_error(format!(
+            "cannot create the checkpoint key {}: {e}",
+            path.display()
+        ))
+    })?;
     super::files::fsync_dir(dir).map_err(|e| {
         key_error(format!("cannot sync the data directory {}: {e}", dir.display()))
     })?;

@@ -74,12 +74,7 @@ impl Engine {
         for id in &ids {
             self.live().insert(id);
         }
-        let insert = rows.clone();
-        if let Err(e) = self
-            .store()
-            .call(move |c| store::executions::insert_pending(c, &insert))
-            .await
-        {
+        if let Err(e) = self.store().accept(rows).await {
             for id in &ids {
                 self.live().set_status(id, Status::Failed);
             }

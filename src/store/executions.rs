@@ -159,8 +159,15 @@ fn decode(
 /// Inserts executions as `pending` in one transaction (one fsync for the batch).
 pub fn insert_pending(conn: &mut Connection, items: &[NewExecution]) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    insert_rows(&tx, items)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Inserts `pending` rows inside the caller's transaction.
+pub fn insert_rows(conn: &Connection, items: &[NewExecution]) -> Result<(), StoreError> {
     {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "INSERT INTO executions (id, notebook, cell_id, code, batch_id, stop_on_error,
                 allow_error, status, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
@@ -179,7 +186,6 @@ pub fn insert_pending(conn: &mut Connection, items: &[NewExecution]) -> Result<(
             ])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }
 

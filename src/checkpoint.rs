@@ -1,0 +1,838 @@
+//! Checkpoints (SPEC §6, "Friday-Monday"): save a notebook kernel's variables to disk, prove on
+//! load that the file is the one this server wrote, and bring the packages back.
+//!
+//! - Save: the kernel serializes each variable with dill into a temp file in
+//!   `DATA_DIR/checkpoints/<notebook-hash>/` (`python.rs`); the server streams the file through
+//!   HMAC-SHA256 and SHA-256 in constant memory, writes the signed metadata and renames both
+//!   into place so that a crash leaves the old checkpoint or the new one (`files.rs`).
+//! - Load: the server verifies the metadata signature, the identity and the data HMAC over the
+//!   whole file (constant-time comparisons) before the kernel reads a byte; the kernel then
+//!   reads the file into memory and refuses it unless its SHA-256 is the verified one (closing
+//!   the window between the server's check and the kernel's read), compares packages, installs
+//!   missing exact versions with the kernel's own pip when asked, and restores the variables.
+//! - Key: `key.rs`. Names and file names: `name.rs`. Index in `state.db`: `index.rs`.
+//!   Automatic checkpoints: `auto.rs`.
+//!
+//! Everything here talks to the kernel through [`Engine::run_internal`] (not recorded, not in
+//! the notebook). Per checkpoint, one save/load/delete runs at a time (a per-file async lock).
+
+pub mod auto;
+mod files;
+mod index;
+mod key;
+mod name;
+mod python;
+mod sign;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::{Engine, EngineError};
+use crate::metrics;
+
+pub use files::{Metadata, Package, SavedVariable, SkippedVariable};
+pub use key::{KeySource, SecretKey, KEY_FILE, SECRET_ENV};
+pub use name::{validate_name, CheckpointPaths, MAX_NAME_CHARS};
+
+/// Errors of checkpoint operations; each says what happened and what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The name cannot be used.
+    #[error("invalid checkpoint name {name:?}: {reason}. Use a short label such as \"before-tuning\" (1-128 characters, no '/', '\\', '..' or control characters)")]
+    InvalidName { name: String, reason: &'static str },
+    /// No such checkpoint.
+    #[error("notebook '{notebook}' has no checkpoint named '{name}': call list_checkpoints to see the saved ones")]
+    NotFound { notebook: String, name: String },
+    /// Verification failed (counted in `security_signature_failures_total`).
+    #[error("checkpoint '{name}' of '{notebook}' was refused: {what}. Nothing was loaded into the kernel. Use another checkpoint (list_checkpoints) or save a new one")]
+    Integrity {
+        notebook: String,
+        name: String,
+        what: String,
+    },
+    /// The signing key is unusable.
+    #[error("checkpoints are unavailable: {message}")]
+    Key { message: String },
+    /// A file operation failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The notebook path, kernel or store failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The kernel could not run the checkpoint code.
+    #[error("{0}")]
+    Kernel(String),
+    /// No variable could be saved; the previous checkpoint of that name is unchanged.
+    #[error("{0}")]
+    NothingSaved(String),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for CheckpointError {
+    fn from(e: crate::store::StoreError) -> Self {
+        CheckpointError::Engine(e.into())
+    }
+}
+
+type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+
+/// What `save` did.
+#[derive(Debug, Clone)]
+pub struct SaveReport {
+    pub notebook: String,
+    pub name: String,
+    /// The data file.
+    pub path: PathBuf,
+    /// The metadata file.
+    pub metadata_path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+    pub created_at: String,
+    pub python_version: String,
+    /// Number of distributions in the package snapshot.
+    pub packages: usize,
+    pub saved: Vec<SavedVariable>,
+    pub skipped: Vec<SkippedVariable>,
+    /// Kernel time (dill, write, fsync).
+    pub kernel_seconds: f64,
+    /// Server time hashing (HMAC + SHA-256).
+    pub hash_seconds: f64,
+    /// Server time in total (hash, fsyncs, renames, metadata).
+    pub server_seconds: f64,
+}
+
+/// A restored variable.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RestoredVariable {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// A package of the snapshot that the kernel lacks.
+#[derive(Debug, Clone)]
+pub struct MissingPackage {
+    pub name: String,
+    pub version: String,
+    /// Saved variables whose pickles refer to it.
+    pub needed_by: Vec<String>,
+    /// Installed by this load (`auto_install`).
+    pub installed: bool,
+    /// Why it was not installed.
+    pub error: Option<String>,
+}
+
+/// A package installed in another version than at save time.
+#[derive(Debug, Clone)]
+pub struct VersionMismatch {
+    pub name: String,
+    pub saved: String,
+    pub installed: String,
+}
+
+/// What `load` did.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub notebook: String,
+    pub name: String,
+    pub created_at: String,
+    pub bytes: u64,
+    pub restored: Vec<RestoredVariable>,
+    pub skipped: Vec<SkippedVariable>,
+    /// Packages needed by saved variables that were missing (installed or not).
+    pub missing_packages: Vec<MissingPackage>,
+    /// Other packages of the snapshot the kernel lacks (not needed by any saved variable).
+    pub other_missing_packages: Vec<Package>,
+    pub version_mismatches: Vec<VersionMismatch>,
+    /// Variables not restored because a package they need is missing.
+    pub missing_package_variables: Vec<String>,
+    pub python_version_saved: String,
+    pub python_version_kernel: String,
+    pub notes: Vec<String>,
+    /// Server verification (metadata + streaming HMAC over the data).
+    pub verify_seconds: f64,
+    /// Kernel restore (read, SHA-256, dill).
+    pub kernel_seconds: f64,
+}
+
+/// A checkpoint on disk.
+#[derive(Debug, Clone)]
+pub struct CheckpointInfo {
+    pub name: String,
+    pub notebook: String,
+    pub created_at: String,
+    pub bytes: u64,
+    pub python_version: String,
+    pub variables: Vec<String>,
+    /// The metadata signature holds for this server's key (the data is checked on load).
+    pub verified: bool,
+}
+
+/// Per-data-dir state: the key (loaded on first use) and per-checkpoint locks.
+struct Service {
+    root: PathBuf,
+    data_dir: PathBuf,
+    key: Mutex<Option<Arc<SecretKey>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Notebook -> id of the last execution covered by an automatic checkpoint.
+    auto_marks: Mutex<HashMap<String, String>>,
+}
+
+fn service(engine: &Engine) -> Arc<Service> {
+    static SERVICES: OnceLock<Mutex<HashMap<PathBuf, Arc<Service>>>> = OnceLock::new();
+    let data_dir = engine.config().data_dir.clone();
+    let mut map = match SERVICES.get_or_init(Default::default).lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    map.entry(data_dir.clone())
+        .or_insert_with(|| {
+            let abs = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            Arc::new(Service {
+                root: abs.join("checkpoints"),
+                data_dir: abs,
+                key: Mutex::new(None),
+                locks: Mutex::new(HashMap::new()),
+                auto_marks: Mutex::new(HashMap::new()),
+            })
+        })
+        .clone()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Service {
+    async fn key(self: &Arc<Self>) -> Result<Arc<SecretKey>> {
+        if let Some(k) = lock(&self.key).clone() {
+            return Ok(k);
+        }
+        let data_dir = self.data_dir.clone();
+        let k = blocking(move || {
+            let env = std::env::var_os(SECRET_ENV);
+            SecretKey::resolve(&data_dir, env.as_deref())
+        })
+        .await?;
+        let k = Arc::new(k);
+        let mut slot = lock(&self.key);
+        Ok(slot.get_or_insert(k).clone())
+    }
+
+    fn file_lock(&self, stem: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks).entry(stem.to_string()).or_default().clone()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CheckpointError::Internal(format!("blocking task failed: {e}")))?
+}
+
+fn check_name(name: &str) -> Result<()> {
+    validate_name(name).map_err(|reason| CheckpointError::InvalidName {
+        name: name.chars().take(160).collect(),
+        reason,
+    })
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| {
+        CheckpointError::Kernel(format!(
+            "the data directory path {} is not UTF-8; use a --data-dir with a UTF-8 path",
+            p.display()
+        ))
+    })
+}
+
+fn refused(e: CheckpointError) -> CheckpointError {
+    if matches!(e, CheckpointError::Integrity { .. }) {
+        metrics::checkpoint().security_signature_failures.inc();
+        tracing::warn!("{e}");
+    }
+    e
+}
+
+#[derive(Deserialize)]
+struct SaveAnswer {
+    saved: Vec<SavedVariable>,
+    skipped: Vec<SkippedVariable>,
+    python_version: String,
+    python_executable: String,
+    packages: Vec<Package>,
+}
+
+#[derive(Deserialize)]
+struct PackagesAnswer {
+    packages: Vec<Package>,
+    python_version: String,
+}
+
+#[derive(Deserialize)]
+struct LoadAnswer {
+    #[serde(default)]
+    refused: Option<String>,
+    #[serde(default)]
+    restored: Vec<RestoredVariable>,
+    #[serde(default)]
+    skipped: Vec<SkippedVariable>,
+}
+
+#[derive(Deserialize)]
+struct InstallResult {
+    requirement: String,
+    ok: bool,
+    error: Option<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(v: Value, what: &str) -> Result<T> {
+    serde_json::from_value(v)
+        .map_err(|e| CheckpointError::Kernel(format!("unexpected answer from the kernel to {what}: {e}")))
+}
+
+/// PEP 503 normalized distribution name.
+fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+fn minor(version: &str) -> &str {
+    let mut dots = version.match_indices('.');
+    match (dots.next(), dots.next()) {
+        (Some(_), Some((i, _))) => &version[..i],
+        _ => version,
+    }
+}
+
+/// Saves the kernel's variables (`variables`, or every user global) as checkpoint `name` of
+/// `notebook`, replacing an older one of that name atomically.
+pub async fn save(
+    engine: &Engine,
+    notebook: &str,
+    name: &str,
+    variables: Option<Vec<String>>,
+    timeout: Duration,
+) -> Result<SaveReport> {
+    check_name(name)?;
+    let path = engine.notebook_path(notebook)?;
+    if !engine.has_live_kernel(&path) {
+        return Err(CheckpointError::Kernel(format!(
+            "no kernel is running for '{}', so there are no variables to save: run the notebook's \
+             cells first (execute_cell / run_all_cells)",
+            path.rel
+        )));
+    }
+    let svc = service(engine);
+    let key = svc.key().await?;
+    let paths = CheckpointPaths::new(&svc.root, &path.rel, name);
+    let file_lock = svc.file_lock(&paths.stem);
+    let _guard = file_lock.lock().await;
+    let started = Instant::now();
+    let dir = paths.dir.clone();
+    blocking(move || {
+        files::ensure_dir(&dir)?;
+        files::collect_garbage(&dir);
+        Ok(())
+    })
+    .await?;
+    let temp = paths.temp_data();
+    let code = python::save_code(path_str(&temp)?, variables.as_deref());
+    let remove_temp = |temp: &Path| {
+        let _ = std::fs::remove_file(temp);
+    };
+    let run = match engine.run_internal(&path, &code, timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            // After a timeout the kernel may still be writing: the file is collected later.
+            if !matches!(e, EngineError::Timeout(_)) {
+                remove_temp(&temp);
+            }
+            return Err(e.into());
+        }
+    };
+    let kernel_time = started.elapsed();
+    let answer: SaveAnswer = match python::answer(&run, "save its variables")
+        .and_then(|v| parse(v, "save_environment"))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            remove_temp(&temp);
+            return Err(e);
+        }
+    };
+    if answer.saved.is_empty() {
+        remove_temp(&temp);
+        let why = if answer.skipped.is_empty() {
+            "the kernel has no user variables".to_string()
+        } else {
+            answer
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.name, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Err(CheckpointError::NothingSaved(format!(
+            "nothing was saved ({why}); checkpoint '{name}' was left as it was"
+        )));
+    }
+    let unsigned = files::Unsigned {
+        name: name.to_string(),
+        notebook: path.rel.clone(),
+        created_at: crate::store::now(),
+        python_version: answer.python_version,
+        python_executable: answer.python_executable,
+        packages: answer.packages,
+        variables: answer.saved,
+        skipped: answer.skipped,
+    };
+    let (commit_paths, commit_temp) = (paths.clone(), temp.clone());
+    let committed = blocking(move || files::commit(&commit_paths, &key, &commit_temp, unsigned)).await;
+    let (meta, times) = match committed {
+        Ok(c) => c,
+        Err(e) => {
+            remove_temp(&temp);
+            return Err(e);
+        }
+    };
+    let row = index::Row {
+        notebook: meta.notebook.clone(),
+        name: meta.name.clone(),
+        dir: paths.dir.to_string_lossy().into_owned(),
+        created_at: meta.created_at.clone(),
+        bytes: meta.bytes,
+    };
+    if let Err(e) = engine.store().call(move |c| index::upsert(c, &row)).await {
+        tracing::warn!("checkpoint saved but not indexed (list_checkpoints repairs this): {e}");
+    }
+    let m = metrics::checkpoint();
+    m.save_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
+    m.size_bytes.observe(meta.bytes as f64);
+    Ok(SaveReport {
+        notebook: meta.notebook.clone(),
+        name: meta.name.clone(),
+        path: paths.data(&meta.generation),
+        metadata_path: paths.meta(),
+        bytes: meta.bytes,
+        sha256: meta.sha256.clone(),
+        created_at: meta.created_at.clone(),
+        python_version: meta.python_version.clone(),
+        packages: meta.packages.len(),
+        saved: meta.variables,
+        skipped: meta.skipped,
+        kernel_seconds: kernel_time.as_secs_f64(),
+        hash_seconds: times.hash.as_secs_f64(),
+        server_seconds: (times.hash + times.write).as_secs_f64(),
+    })
+}
+
+/// Verifies checkpoint `name` of `notebook` and restores its variables into the notebook's
+/// kernel (started if none runs). With `auto_install`, packages the variables need and the
+/// kernel lacks are installed first, in their saved versions, with the kernel's own pip.
+pub async fn load(
+    engine: &Engine,
+    notebook: &str,
+    name: &str,
+    auto_install: bool,
+    timeout: Duration,
+) -> Result<LoadReport> {
+    check_name(name)?;
+    let path = engine.notebook_path(notebook)?;
+    let svc = service(engine);
+    let key = svc.key().await?;
+    let paths = CheckpointPaths::new(&svc.root, &path.rel, name);
+    let file_lock = svc.file_lock(&paths.stem);
+    let _guard = file_lock.lock().await;
+    let started = Instant::now();
+
+    // 1. Verify everything before the kernel touches the file.
+    let (vp, rel, owned_name) = (paths.clone(), path.rel.clone(), name.to_string());
+    let meta = blocking(move || files::verify(&vp, &key, &rel, &owned_name))
+        .await
+        .map_err(refused)?
+        .ok_or_else(|| CheckpointError::NotFound {
+            notebook: path.rel.clone(),
+            name: name.to_string(),
+        })?;
+    let verify_time = started.elapsed();
+    let mut notes = Vec::new();
+
+    // 2. A kernel to restore into.
+    if !engine.has_live_kernel(&path) {
+        engine.start_kernel(&path, None).await?;
+        notes.push("a kernel was started for the notebook".to_string());
+    }
+
+    // 3. Packages: snapshot vs the kernel's environment.
+    let current = current_packages(engine, &path, timeout).await?;
+    let mut needed: BTreeMap<String, (Package, Vec<String>)> = BTreeMap::new();
+    for v in &meta.variables {
+        for req in &v.packages {
+            if let Some((n, ver)) = req.split_once("==") {
+                let entry = needed.entry(normalize(n)).or_insert_with(|| {
+                    (
+                        Package {
+                            name: n.to_string(),
+                            version: ver.to_string(),
+                        },
+                        Vec::new(),
+                    )
+                });
+                entry.1.push(v.name.clone());
+            }
+        }
+    }
+    let installed_now = |pkgs: &[Package]| -> HashMap<String, String> {
+        pkgs.iter()
+            .map(|p| (normalize(&p.name), p.version.clone()))
+            .collect()
+    };
+    let mut have = installed_now(&current.packages);
+    let mut missing: Vec<MissingPackage> = needed
+        .iter()
+        .filter(|(n, _)| !have.contains_key(*n))
+        .map(|(_, (p, vars))| MissingPackage {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            needed_by: vars.clone(),
+            installed: false,
+            error: None,
+        })
+        .collect();
+    if auto_install && !missing.is_empty() {
+        let reqs: Vec<String> = missing
+            .iter()
+            .map(|m| format!("{}=={}", m.name, m.version))
+            .filter(|r| python::is_plain_requirement(r))
+            .collect();
+        let results: Vec<InstallResult> = if reqs.is_empty() {
+            Vec::new()
+        } else {
+            let install_timeout = timeout.max(Duration::from_secs(900 * reqs.len() as u64));
+            let run = engine
+                .run_internal(&path, &python::install_code(&reqs), install_timeout)
+                .await?;
+            let v = python::answer(&run, "install packages")?;
+            parse::<Vec<InstallResult>>(v.get("results").cloned().unwrap_or(Value::Null), "install")?
+        };
+        have = installed_now(&current_packages(engine, &path, timeout).await?.packages);
+        for m in &mut missing {
+            let req = format!("{}=={}", m.name, m.version);
+            let result = results.iter().find(|r| r.requirement == req);
+            m.installed = have.get(&normalize(&m.name)) == Some(&m.version);
+            m.error = match (m.installed, result) {
+                (true, _) => None,
+                (false, Some(r)) if !r.ok => r.error.clone(),
+                (false, Some(_)) => Some("pip succeeded but the package is still not visible to the kernel; restart the kernel and load again".into()),
+                (false, None) => Some("not a plain name==version requirement; install it by hand".into()),
+            };
+        }
+    }
+    let still_missing: Vec<&MissingPackage> = missing.iter().filter(|m| !m.installed).collect();
+    metrics::checkpoint()
+        .missing_dependencies_count
+        .set(still_missing.len() as i64);
+    let other_missing_packages: Vec<Package> = meta
+        .packages
+        .iter()
+        .filter(|p| {
+            let n = normalize(&p.name);
+            !have.contains_key(&n) && !needed.contains_key(&n)
+        })
+        .cloned()
+        .collect();
+    let version_mismatches: Vec<VersionMismatch> = meta
+        .packages
+        .iter()
+        .filter_map(|p| {
+            let now = have.get(&normalize(&p.name))?;
+            (now != &p.version).then(|| VersionMismatch {
+                name: p.name.clone(),
+                saved: p.version.clone(),
+                installed: now.clone(),
+            })
+        })
+        .collect();
+    if minor(&meta.python_version) != minor(&current.python_version) {
+        notes.push(format!(
+            "saved with Python {}, the kernel runs Python {}: functions, classes and lambdas \
+             may not load across Python versions",
+            meta.python_version, current.python_version
+        ));
+    }
+
+    // 4. Restore: the kernel re-checks the SHA-256 of the bytes it read before unpickling.
+    let kernel_started = Instant::now();
+    let data = paths.data(&meta.generation);
+    let code = python::load_code(path_str(&data)?, meta.bytes, &meta.sha256);
+    let run = engine.run_internal(&path, &code, timeout).await?;
+    let answer: LoadAnswer = parse(python::answer(&run, "restore the variables")?, "load")?;
+    if let Some(what) = answer.refused {
+        return Err(refused(CheckpointError::Integrity {
+            notebook: path.rel.clone(),
+            name: name.to_string(),
+            what,
+        }));
+    }
+    let kernel_time = kernel_started.elapsed();
+    let mut skipped = answer.skipped;
+    let mut missing_package_variables = Vec::new();
+    for s in &mut skipped {
+        let lacking: Vec<String> = still_missing
+            .iter()
+            .filter(|m| m.needed_by.contains(&s.name))
+            .map(|m| format!("{}=={}", m.name, m.version))
+            .collect();
+        if !lacking.is_empty() {
+            s.reason = format!(
+                "{} (needs {}, not installed in the kernel: load again with auto_install=true, \
+                 or install it yourself)",
+                s.reason,
+                lacking.join(", ")
+            );
+            missing_package_variables.push(s.name.clone());
+        }
+    }
+    metrics::checkpoint()
+        .load_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(LoadReport {
+        notebook: meta.notebook,
+        name: meta.name,
+        created_at: meta.created_at,
+        bytes: meta.bytes,
+        restored: answer.restored,
+        skipped,
+        missing_packages: missing,
+        other_missing_packages,
+        version_mismatches,
+        missing_package_variables,
+        python_version_saved: meta.python_version,
+        python_version_kernel: current.python_version,
+        notes,
+        verify_seconds: verify_time.as_secs_f64(),
+        kernel_seconds: kernel_time.as_secs_f64(),
+    })
+}
+
+async fn current_packages(
+    engine: &Engine,
+    path: &crate::paths::RootedPath,
+    timeout: Duration,
+) -> Result<PackagesAnswer> {
+    let run = engine
+        .run_internal(path, &python::packages_code(), timeout)
+        .await?;
+    parse(python::answer(&run, "list its packages")?, "the package list")
+}
+
+/// Checkpoints on disk, of one notebook or of all, newest first per notebook.
+pub async fn list(engine: &Engine, notebook: Option<&str>) -> Result<Vec<CheckpointInfo>> {
+    let rel = match notebook {
+        Some(n) => Some(engine.notebook_path(n)?.rel),
+        None => None,
+    };
+    let svc = service(engine);
+    let key = match svc.key().await {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!("listing checkpoints without verifying them: {e}");
+            None
+        }
+    };
+    let (root, scope) = (svc.root.clone(), rel.clone());
+    let listed = blocking(move || {
+        let dirs: Vec<PathBuf> = match &scope {
+            Some(rel) => vec![name::notebook_dir(&root, rel)],
+            None => std::fs::read_dir(&root)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let mut out = Vec::new();
+        for dir in dirs {
+            for l in files::list_dir(&dir, key.as_deref()) {
+                if scope.as_ref().is_none_or(|s| &l.meta.notebook == s) {
+                    out.push((dir.clone(), l));
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    let rows: Vec<index::Row> = listed
+        .iter()
+        .filter(|(_, l)| l.verified)
+        .map(|(dir, l)| index::Row {
+            notebook: l.meta.notebook.clone(),
+            name: l.meta.name.clone(),
+            dir: dir.to_string_lossy().into_owned(),
+            created_at: l.meta.created_at.clone(),
+            bytes: l.meta.bytes,
+        })
+        .collect();
+    let scope = rel.clone();
+    if let Err(e) = engine
+        .store()
+        .call(move |c| index::sync(c, scope.as_deref(), &rows))
+        .await
+    {
+        tracing::warn!("could not refresh the checkpoint index: {e}");
+    }
+    let mut out: Vec<CheckpointInfo> = listed
+        .into_iter()
+        .map(|(_, l)| CheckpointInfo {
+            variables: l.meta.variables.iter().map(|v| v.name.clone()).collect(),
+            name: l.meta.name,
+            notebook: l.meta.notebook,
+            created_at: l.meta.created_at,
+            bytes: l.meta.bytes,
+            python_version: l.meta.python_version,
+            verified: l.verified,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.notebook
+            .cmp(&b.notebook)
+            .then_with(|| b.created_at.cmp(&a.created_at))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(out)
+}
+
+/// Deletes checkpoint `name` of `notebook`.
+pub async fn delete(engine: &Engine, notebook: &str, name: &str) -> Result<()> {
+    check_name(name)?;
+    let path = engine.notebook_path(notebook)?;
+    let svc = service(engine);
+    let paths = CheckpointPaths::new(&svc.root, &path.rel, name);
+    let file_lock = svc.file_lock(&paths.stem);
+    let _guard = file_lock.lock().await;
+    let p = paths.clone();
+    let existed = blocking(move || files::delete(&p)).await?;
+    let (rel, owned) = (path.rel.clone(), name.to_string());
+    engine
+        .store()
+        .call(move |c| index::remove(c, &rel, &owned))
+        .await?;
+    if existed {
+        Ok(())
+    } else {
+        Err(CheckpointError::NotFound {
+            notebook: path.rel,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// A sentence offering to restore the notebook's latest checkpoint (for the note an agent
+/// gets after its kernel died), or None when it has none.
+pub async fn restore_offer(engine: &Engine, notebook_rel: &str) -> Option<String> {
+    let rel = notebook_rel.to_string();
+    let rows = engine
+        .store()
+        .call(move |c| index::of_notebook(c, &rel))
+        .await
+        .ok()?;
+    let svc = service(engine);
+    for row in rows {
+        let paths = CheckpointPaths::new(&svc.root, notebook_rel, &row.name);
+        let meta_path = paths.meta();
+        let Ok(Some(raw)) = tokio::task::spawn_blocking(move || files::read_metadata_value(&meta_path))
+            .await
+            .ok()?
+        else {
+            continue;
+        };
+        let vars: Vec<String> = serde_json::from_slice::<Value>(&raw)
+            .ok()
+            .and_then(|v| {
+                Some(
+                    v.get("variables")?
+                        .as_array()?
+                        .iter()
+                        .filter_map(|x| x.get("name")?.as_str().map(str::to_string))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        let shown = if vars.len() > 8 {
+            format!("{}, ... ({} in all)", vars[..8].join(", "), vars.len())
+        } else {
+            vars.join(", ")
+        };
+        return Some(format!(
+            "Its variables can be restored from checkpoint '{}' saved at {} ({}): call \
+             load_environment(notebook={}, name={}).",
+            row.name,
+            row.created_at,
+            shown,
+            Value::String(notebook_rel.to_string()),
+            Value::String(row.name.clone()),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pep503() {
+        assert_eq!(normalize("Foo.Bar_baz--Qux"), "foo-bar-baz-qux");
+        assert_eq!(normalize("tabulate"), "tabulate");
+    }
+
+    #[test]
+    fn python_minor() {
+        assert_eq!(minor("3.11.7"), "3.11");
+        assert_eq!(minor("3.12"), "3.12");
+    }
+
+    #[test]
+    fn refusals_are_counted() {
+        let before = metrics::checkpoint().security_signature_failures.get();
+        let _ = refused(CheckpointError::Integrity {
+            notebook: "n".into(),
+            name: "x".into(),
+            what: "test".into(),
+        });
+        let _ = refused(CheckpointError::Kernel("not counted".into()));
+        assert!(metrics::checkpoint().security_signature_failures.get() > before);
+    }
+}

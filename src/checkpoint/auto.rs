@@ -1,0 +1,209 @@
+//! Automatic checkpoints (`--auto-checkpoint`): the user's variables are saved under a rolling
+//! name (`auto-1`, `auto-2`, `auto-3`: a missing slot, else the oldest) when a kernel has been
+//! idle for `--auto-checkpoint-idle` after its last execution, and on graceful shutdown. A
+//! kernel is saved again only after it ran something new. The restore offer made after a
+//! kernel death is [`super::restore_offer`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{index, service, CheckpointError, SaveReport};
+use crate::engine::Engine;
+use crate::store;
+
+/// Prefix of automatic checkpoint names.
+pub const PREFIX: &str = "auto-";
+/// Number of rolling slots.
+pub const SLOTS: usize = 3;
+/// Default idle time before an automatic checkpoint.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Time limit of one automatic save while serving.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Parses a duration: a number with an optional unit `ms`, `s` (default), `m`, `h` or `d`,
+/// e.g. `90`, `90s`, `15m`, `1.5h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 15m, 2h"))?;
+    let factor = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hr" | "hrs" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?}: use ms, s, m, h or d")),
+    };
+    let secs = n * factor;
+    if !secs.is_finite() || secs <= 0.0 || secs > 365.0 * 86400.0 {
+        return Err(format!("{s:?} is out of range (more than 0, at most 365 days)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The slot to write next for `notebook`: the first missing one, else the oldest.
+async fn next_slot(engine: &Engine, notebook: &str) -> String {
+    let nb = notebook.to_string();
+    let rows = engine
+        .store()
+        .call(move |c| index::of_notebook(c, &nb))
+        .await
+        .unwrap_or_default();
+    let slots: Vec<String> = (1..=SLOTS).map(|i| format!("{PREFIX}{i}")).collect();
+    if let Some(free) = slots.iter().find(|s| !rows.iter().any(|r| &r.name == *s)) {
+        return free.clone();
+    }
+    rows.iter()
+        .filter(|r| slots.contains(&r.name))
+        .min_by(|a, b| a.created_at.cmp(&b.created_at))
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| slots[0].clone())
+}
+
+/// Id and finish time of the notebook's latest execution, when it has finished.
+async fn latest_finished(engine: &Engine, notebook: &str) -> Option<(String, DateTime<Utc>)> {
+    let nb = notebook.to_string();
+    let rec = engine
+        .store()
+        .call(move |c| store::executions::list(c, Some(&nb), None, 1))
+        .await
+        .ok()?
+        .into_iter()
+        .next()?;
+    if !rec.status.is_terminal() {
+        return None;
+    }
+    let at = DateTime::parse_from_rfc3339(rec.finished_at.as_deref()?).ok()?;
+    Some((rec.id, at.with_timezone(&Utc)))
+}
+
+fn mark(engine: &Engine, notebook: &str) -> Option<String> {
+    super::lock(&service(engine).auto_marks).get(notebook).cloned()
+}
+
+fn set_mark(engine: &Engine, notebook: &str, id: String) {
+    super::lock(&service(engine).auto_marks).insert(notebook.to_string(), id);
+}
+
+/// Saves every user variable of `notebook` under the next rolling name.
+pub async fn save_rolling(
+    engine: &Engine,
+    notebook: &str,
+    timeout: Duration,
+) -> Result<SaveReport, CheckpointError> {
+    let name = next_slot(engine, notebook).await;
+    super::save(engine, notebook, &name, None, timeout).await
+}
+
+/// Saves `notebook` if it ran something since its last automatic checkpoint and (when `idle`
+/// is given) its last execution finished at least that long ago. Returns what was saved.
+async fn maybe_save(
+    engine: &Engine,
+    notebook: &str,
+    idle: Option<Duration>,
+    timeout: Duration,
+) -> Option<SaveReport> {
+    let (id, finished) = latest_finished(engine, notebook).await?;
+    if mark(engine, notebook).as_deref() == Some(id.as_str()) {
+        return None;
+    }
+    if let Some(idle) = idle {
+        let since = Utc::now().signed_duration_since(finished).to_std().ok()?;
+        if since < idle {
+            return None;
+        }
+    }
+    let r = save_rolling(engine, notebook, timeout).await;
+    set_mark(engine, notebook, id);
+    match r {
+        Ok(report) => {
+            tracing::info!(
+                "automatic checkpoint '{}' of {}: {} variable(s), {} bytes",
+                report.name,
+                notebook,
+                report.saved.len(),
+                report.bytes
+            );
+            Some(report)
+        }
+        Err(CheckpointError::NothingSaved(_)) => None,
+        Err(e) => {
+            tracing::warn!("automatic checkpoint of {notebook} failed: {e}");
+            None
+        }
+    }
+}
+
+/// Starts the idle scheduler when `--auto-checkpoint` is on; it runs until the runtime stops.
+pub fn spawn(engine: &Engine) -> Option<tokio::task::JoinHandle<()>> {
+    let cfg = engine.config();
+    if !cfg.auto_checkpoint {
+        return None;
+    }
+    let idle = cfg.auto_checkpoint_idle;
+    let tick = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let engine = engine.clone();
+    Some(tokio::spawn(async move {
+        let mut timer = tokio::time::interval(tick);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            let Ok(kernels) = engine.list_kernels().await else {
+                continue;
+            };
+            for k in kernels {
+                if k.state == "idle" && k.queue_depth == 0 {
+                    maybe_save(&engine, &k.notebook, Some(idle), SAVE_TIMEOUT).await;
+                }
+            }
+        }
+    }))
+}
+
+/// On graceful shutdown with `--auto-checkpoint`: saves every idle kernel that ran something
+/// since its last automatic checkpoint, all within `budget`.
+pub async fn on_shutdown(engine: &Engine, budget: Duration) {
+    if !engine.config().auto_checkpoint {
+        return;
+    }
+    let Ok(kernels) = engine.list_kernels().await else {
+        return;
+    };
+    let saves = kernels
+        .iter()
+        .filter(|k| k.state == "idle" && k.queue_depth == 0)
+        .map(|k| maybe_save(engine, &k.notebook, None, budget));
+    if tokio::time::timeout(budget, futures::future::join_all(saves))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "automatic checkpoints at shutdown did not finish within {:.0} s",
+            budget.as_secs_f64()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+        for bad in ["", "x", "0", "-5s", "5 parsecs", "1e9d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+"""Durability (issue 3): kernels outlive the server, running and pending executions survive a
+kill -9, nothing runs twice, and the chaos rounds hold. Every test kills what it started, by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from mcp import ClientSession
+from mcp.client.stdio import stdio_client
+
+import chaos
+from helpers import kill_pids, pid_alive, pids_mentioning, proc_start_time
+
+
+@pytest.fixture
+def dirs(tmp_path: Path):
+    root, data = tmp_path / "root", tmp_path / "data"
+    for d in (root, data, tmp_path / "ipython"):
+        d.mkdir()
+    yield tmp_path, root, data
+    leftovers = pids_mentioning(data)
+    if leftovers:
+        kill_pids(leftovers)
+
+
+@asynccontextmanager
+async def server(base: Path, root: Path, data: Path):
+    async with stdio_client(chaos.server_params(root, data, base)) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            yield s
+
+
+async def ok(s: ClientSession, tool: str, **args):
+    return await chaos.call(s, tool, **args)
+
+
+def stdout_of(sc: dict) -> str:
+    return "".join(o.get("text", "") for o in sc["outputs"] if o.get("name") == "stdout")
+
+
+def kill9_server(data: Path) -> None:
+    pids = chaos.server_pids(data)
+    assert pids, "the server process is running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(900)
+def test_chaos_rounds():
+    rounds = int(os.environ.get("CHAOS_ROUNDS", "20"))
+    seed0 = int(os.environ.get("CHAOS_SEED", "1000"))
+    failures = []
+    for i in range(rounds):
+        problems, stats = chaos.run_round(seed0 + i)
+        print(f"round {i + 1}/{rounds} seed {seed0 + i}: {stats}")
+        if problems:
+            failures.append((seed0 + i, problems))
+    assert not failures, "\n".join(f"seed {s}: {p}" for s, ps in failures for p in ps)
+
+
+@pytest.mark.timeout(180)
+def test_kernel_survives_a_server_restart(dirs):
+    base, root, data = dirs
+
+    async def body():
+        async with server(base, root, data) as s:
+            await ok(s, "create_notebook", notebook="k.ipynb")
+            await ok(s, "execute_code", notebook="k.ipynb", code="x = 41", timeout_s=60)
+            pid = (await ok(s, "list_kernels"))["kernels"][0]["pid"]
+        # The server exited (stdin closed); the kernel keeps running.
+        assert pid_alive(pid)
+        async with server(base, root, data) as s:
+            kernels = (await ok(s, "list_kernels"))["kernels"]
+            assert [k["pid"] for k in kernels] == [pid], kernels
+            sc = await ok(s, "execute_code", notebook="k.ipynb", code="print(x + 1)", timeout_s=60)
+            assert sc["status"] == "completed", sc
+            assert stdout_of(sc).strip() == "42"
+            await ok(s, "shutdown_kernel", notebook="k.ipynb")
+
+    asyncio.run(body())
+
+
+@pytest.mark.timeout(180)
+def test_kernel_killed_while_the_server_is_down(dirs):
+    base, root, data = dirs
+
+    async def body():
+        async with server(base, root, data) as s:
+            await ok(s, "create_notebook", notebook="k.ipynb")
+            await ok(s, "execute_code", notebook="k.ipynb", code="x = 1", timeout_s=60)
+            pid = (await ok(s, "list_kernels"))["kernels"][0]["pid"]
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        async with server(base, root, data) as s:
+            assert (await ok(s, "list_kernels"))["kernels"] == []
+            sc = await ok(s, "execute_code", notebook="k.ipynb", code="print(x)", timeout_s=60)
+            assert sc["status"] == "failed" and sc["error"]["ename"] == "NameError", sc
+            note = sc.get("kernel_note") or ""
+            assert "died" in note and "fresh kernel" in note, note
+            await ok(s, "shutdown_kernel", notebook="k.ipynb")
+
+    asyncio.run(body())
+
+
+@pytest.mark.timeout(180)
+def test_a_reused_pid_is_not_taken_for_our_kernel(dirs):
+    base, root, data = dirs
+    impostor = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        async def body():
+            async with server(base, root, data) as s:
+                await ok(s, "create_notebook", notebook="k.ipynb")
+                await ok(s, "execute_code", notebook="k.ipynb", code="x = 1", timeout_s=60)
+                pid = (await ok(s, "list_kernels"))["kernels"][0]["pid"]
+            os.killpg(pid, signal.SIGKILL)
+            # Pretend the kernel's PID now belongs to another process (same PID, other start).
+            con = sqlite3.connect(data / "state.db")
+            con.execute("UPDATE kernel_sessions SET pid = ? WHERE pid = ?", (impostor.pid, pid))
+            con.commit()
+            con.close()
+            async with server(base, root, data) as s:
+                assert (await ok(s, "list_kernels"))["kernels"] == [], "not reattached"
+                sc = await ok(s, "execute_code", notebook="k.ipynb", code="print(x)", timeout_s=60)
+                assert sc["status"] == "failed", sc
+                assert "another process" in (sc.get("kernel_note") or ""), sc
+                await ok(s, "shutdown_kernel", notebook="k.ipynb")
+            assert impostor.poll() is None, "the other process was left alone"
+
+        asyncio.run(body())
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+@pytest.mark.timeout(180)
+def test_a_cell_running_during_kill9_is_followed_to_its_end(dirs):
+    base, root, data = dirs
+
+    async def body():
+        async with server(base, root, data) as s:
+            await ok(s, "create_notebook", notebook="r.ipynb",
+                     cells=[{"source": "import time\nprint('before', flush=True)\ntime.sleep(3)\ny = 5\nprint('after')"}])
+            await ok(s, "start_kernel", notebook="r.ipynb")
+            nb = await ok(s, "read_notebook", notebook="r.ipynb")
+            cell = nb["cells"][0]["id"]
+            sc = await ok(s, "execute_cell", notebook="r.ipynb", cell_id=cell, timeout_s=0.8)
+            assert sc["status"] == "running", sc
+            eid = sc["execution_id"]
+            queued = await ok(s, "execute_code", notebook="r.ipynb", code="z = y * 2", timeout_s=0)
+            kill9_server(data)
+        async with server(base, root, data) as s:
+            done = await ok(s, "get_execution", execution_id=eid, wait_s=30)
+            assert done["status"] == "completed", done
+            later = await ok(s, "get_execution", execution_id=queued["execution_id"], wait_s=30)
+            assert later["status"] == "completed", later
+            sc = await ok(s, "execute_code", notebook="r.ipynb", code="print(y, z)", timeout_s=30)
+            assert stdout_of(sc).strip() == "5 10", sc
+            await ok(s, "shutdown_kernel", notebook="r.ipynb")
+        nb = chaos.validate_file(root / "r.ipynb")
+        assert nb.cells[0].execution_count is not None
+
+    asyncio.run(body())
+
+
+@pytest.mark.timeout(120)
+def test_input_prompt_is_shown_and_answered(dirs):
+    base, root, data = dirs
+
+    async def body():
+        async with server(base, root, data) as s:
+            await ok(s, "create_notebook", notebook="i.ipynb")
+            sc = await ok(s, "execute_code", notebook="i.ipynb",
+                          code="name = input('who are you? ')\nprint('hello', name)", timeout_s=2)
+            assert sc["status"] == "running", sc
+            assert sc.get("input_prompt") == "who are you? ", sc
+            await ok(s, "send_input", notebook="i.ipynb", text="ada")
+            done = await ok(s, "get_execution", execution_id=sc["execution_id"], wait_s=20)
+            assert done["status"] == "completed", done
+            assert "hello ada" in stdout_of(done)
+            await ok(s, "shutdown_kernel", notebook="i.ipynb")
+
+    asyncio.run(body())
