@@ -45,6 +45,27 @@ pub struct Shared {
     /// Seconds a kernel may take to start.
     #[arg(long, default_value_t = 60.0)]
     pub kernel_start_timeout: f64,
+    /// Interrupt any cell that runs longer than this many seconds (default: no limit).
+    #[arg(long)]
+    pub max_cell_seconds: Option<f64>,
+    /// Interrupt a cell whose input() prompt is not answered (send_input) within this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub input_timeout: f64,
+    /// Write outputs larger than this many bytes into the notebook file as a link to their
+    /// asset instead of in full (default: off; the execution record keeps them whole).
+    #[arg(long, value_name = "BYTES")]
+    pub offload_outputs_over: Option<usize>,
+    /// Images shown to the agent larger than this many bytes are downscaled (the asset keeps
+    /// the original).
+    #[arg(long, default_value_t = 512 * 1024, value_name = "BYTES")]
+    pub image_max_bytes: usize,
+    /// Images shown to the agent wider or taller than this many pixels are downscaled.
+    #[arg(long, default_value_t = 1024, value_name = "PIXELS")]
+    pub image_max_dim: u32,
+    /// Keep an asset at least this many hours after it was last produced or read (garbage
+    /// collection by prune_assets also requires that nothing references it).
+    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+    pub asset_lease_hours: f64,
 }
 
 /// `serve` options.
@@ -130,6 +151,23 @@ impl Shared {
             ),
             stop_kernels_on_exit,
             default_kernel: "python3".into(),
+            limits: crate::config::Limits {
+                max_cell: self
+                    .max_cell_seconds
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64),
+                input_timeout: Duration::from_secs_f64(self.input_timeout.clamp(1.0, 86_400.0)),
+            },
+            assets: crate::config::AssetOptions {
+                offload_outputs_over: self.offload_outputs_over.filter(|n| *n > 0),
+                image_max_bytes: self.image_max_bytes.max(1024),
+                image_max_dim: self.image_max_dim.clamp(16, 16_384),
+                lease_hours: if self.asset_lease_hours.is_finite() {
+                    self.asset_lease_hours.clamp(0.0, 24.0 * 3650.0)
+                } else {
+                    24.0
+                },
+            },
         })
     }
 

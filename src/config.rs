@@ -20,6 +20,53 @@ pub struct Config {
     pub stop_kernels_on_exit: bool,
     /// Kernel to use when neither the notebook nor the caller names one.
     pub default_kernel: String,
+    /// Time limits the server enforces on running cells.
+    pub limits: Limits,
+    /// Asset store options (SPEC §4).
+    pub assets: AssetOptions,
+}
+
+/// Asset store options: `--offload-outputs-over`, `--image-max-bytes`, `--image-max-dim`,
+/// `--asset-lease-hours`.
+#[derive(Debug, Clone, Copy)]
+pub struct AssetOptions {
+    /// Outputs larger than this many JSON bytes go into notebook files as asset links (off).
+    pub offload_outputs_over: Option<usize>,
+    /// Images shown to agents above this encoded size are downscaled.
+    pub image_max_bytes: usize,
+    /// Images shown to agents wider or taller than this are downscaled.
+    pub image_max_dim: u32,
+    /// Lease of an asset after it was last produced or read, in hours.
+    pub lease_hours: f64,
+}
+
+impl Default for AssetOptions {
+    fn default() -> Self {
+        AssetOptions {
+            offload_outputs_over: None,
+            image_max_bytes: 512 * 1024,
+            image_max_dim: 1024,
+            lease_hours: 24.0,
+        }
+    }
+}
+
+/// Time limits on executions (SPEC §5 "Time limits"; issue 3).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Interrupt a cell running longer than this (`--max-cell-seconds`; default off).
+    pub max_cell: Option<Duration>,
+    /// Interrupt a cell whose `input()` prompt stays unanswered this long.
+    pub input_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_cell: None,
+            input_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Config {

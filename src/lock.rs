@@ -14,8 +14,9 @@ pub struct ServerLock {
 impl ServerLock {
     /// Takes the lock or explains who holds it.
     pub fn acquire(data_dir: &Path) -> anyhow::Result<ServerLock> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display())
+        })?;
         let path = data_dir.join("server.lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -54,7 +55,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = ServerLock::acquire(dir.path()).unwrap();
         let err = ServerLock::acquire(dir.path()).err().unwrap().to_string();
-        assert!(err.contains(&format!("PID {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("PID {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         assert!(ServerLock::acquire(dir.path()).is_ok(), "released on drop");
     }

@@ -48,13 +48,20 @@ impl Engine {
     /// Runs recovery once, before serving. Reattaching happens concurrently for all kernels.
     pub async fn recover(&self, mode: RecoverMode) -> EngineResult<RecoveryReport> {
         let mut report = RecoveryReport::default();
-        let open = self.store().call(|c| store::sessions::open_sessions(c)).await?;
+        let open = self
+            .store()
+            .call(|c| store::sessions::open_sessions(c))
+            .await?;
         // One kernel per notebook: the newest open session wins; older ones are ended.
         let mut latest: HashMap<String, KernelSessionRecord> = HashMap::new();
         for rec in open {
             if let Some(old) = latest.insert(rec.notebook.clone(), rec) {
-                self.end_session(&old.id, "dead", "superseded by a newer kernel of the same notebook")
-                    .await?;
+                self.end_session(
+                    &old.id,
+                    "dead",
+                    "superseded by a newer kernel of the same notebook",
+                )
+                .await?;
             }
         }
         let attempts = latest.into_values().map(|rec| async move {
@@ -63,7 +70,8 @@ impl Engine {
         });
         for (rec, result) in futures::future::join_all(attempts).await {
             let Ok(path) = self.notebook_path(&rec.notebook) else {
-                self.end_session(&rec.id, "dead", "its notebook is outside the current root").await?;
+                self.end_session(&rec.id, "dead", "its notebook is outside the current root")
+                    .await?;
                 continue;
             };
             let session = self.session(&path);
@@ -83,11 +91,17 @@ impl Engine {
             }
         }
 
-        let running = self.store().call(|c| store::executions::in_order(c, Status::Running)).await?;
+        let running = self
+            .store()
+            .call(|c| store::executions::in_order(c, Status::Running))
+            .await?;
         for rec in running {
             self.settle_running(rec, mode, &mut report).await?;
         }
-        let pending = self.store().call(|c| store::executions::in_order(c, Status::Pending)).await?;
+        let pending = self
+            .store()
+            .call(|c| store::executions::in_order(c, Status::Pending))
+            .await?;
         for rec in pending {
             match self.notebook_path(&rec.notebook) {
                 Ok(path) => {
@@ -96,14 +110,26 @@ impl Engine {
                     report.resumed += 1;
                 }
                 Err(e) => {
-                    super::worker::finish_without_kernel(self, &rec.id, Status::Cancelled, "RecoveryError", &format!("not resumed: {e}")).await?;
+                    super::worker::finish_without_kernel(
+                        self,
+                        &rec.id,
+                        Status::Cancelled,
+                        "RecoveryError",
+                        &format!("not resumed: {e}"),
+                    )
+                    .await?;
                 }
             }
         }
         Ok(report)
     }
 
-    async fn settle_running(&self, rec: ExecutionRecord, mode: RecoverMode, report: &mut RecoveryReport) -> EngineResult<()> {
+    async fn settle_running(
+        &self,
+        rec: ExecutionRecord,
+        mode: RecoverMode,
+        report: &mut RecoveryReport,
+    ) -> EngineResult<()> {
         if mode == RecoverMode::Retry {
             let id = rec.id.clone();
             let requeued = self
@@ -128,7 +154,14 @@ impl Engine {
             _ => {
                 let why = "the server stopped while this ran and its kernel did not survive; \
                            outputs received before that are kept";
-                super::worker::finish_without_kernel(self, &rec.id, Status::Interrupted, "ServerRestart", why).await?;
+                super::worker::finish_without_kernel(
+                    self,
+                    &rec.id,
+                    Status::Interrupted,
+                    "ServerRestart",
+                    why,
+                )
+                .await?;
                 report.interrupted += 1;
             }
         }
@@ -154,10 +187,15 @@ async fn reattach(rec: &KernelSessionRecord) -> Result<Reattached, String> {
             format!("process {pid} is gone")
         });
     }
-    let file = rec.connection_file.as_deref().ok_or("no connection file was recorded")?;
+    let file = rec
+        .connection_file
+        .as_deref()
+        .ok_or("no connection file was recorded")?;
     let info = read_connection_file(std::path::Path::new(file)).map_err(|e| e.to_string())?;
     let spec = find_kernelspec(&rec.kernel_name).map_err(|e| e.to_string())?;
-    let client = KernelClient::connect(&info).await.map_err(|e| e.to_string())?;
+    let client = KernelClient::connect(&info)
+        .await
+        .map_err(|e| e.to_string())?;
     let kernel_info = client
         .wait_ready_via_control(REATTACH_TIMEOUT)
         .await
@@ -176,7 +214,11 @@ async fn reattach(rec: &KernelSessionRecord) -> Result<Reattached, String> {
 /// shell channel, so its answer comes after the execution finished.
 pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) -> EngineResult<()> {
     let owned = id.to_string();
-    let Some(rec) = engine.store().call(move |c| store::executions::get(c, &owned)).await? else {
+    let Some(rec) = engine
+        .store()
+        .call(move |c| store::executions::get(c, &owned))
+        .await?
+    else {
         return Ok(());
     };
     if rec.status != Status::Running {
@@ -184,7 +226,14 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
     }
     let (Some(kernel), Some(msg_id)) = (session.current_kernel(), rec.msg_id.clone()) else {
         let why = "the server stopped while this ran and its kernel did not survive";
-        return super::worker::finish_without_kernel(engine, id, Status::Interrupted, "ServerRestart", why).await;
+        return super::worker::finish_without_kernel(
+            engine,
+            id,
+            Status::Interrupted,
+            "ServerRestart",
+            why,
+        )
+        .await;
     };
     let mut adopted = kernel.client.claim(&msg_id);
     let opts = ExecuteOptions {
@@ -193,7 +242,10 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
         stop_on_error: false,
         silent: false,
     };
-    let mut query = kernel.client.execute(&done_query_code(std::slice::from_ref(&msg_id)), opts, None).await?;
+    let mut query = kernel
+        .client
+        .execute(&done_query_code(std::slice::from_ref(&msg_id)), opts, None)
+        .await?;
     let mut acc = OutputAccumulator::new();
     let (mut stdout, mut replied, mut idle, mut died) = (String::new(), false, false, None);
     while !(replied && idle) {
@@ -215,7 +267,11 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
         }
     }
     // Messages of the adopted request that are already queued belong to it too.
-    while let Ok(Some(KernelEvent::Message(m))) = tokio::time::timeout(Duration::from_millis(50), adopted.next()).await.map(Some) {
+    while let Ok(Some(KernelEvent::Message(m))) =
+        tokio::time::timeout(Duration::from_millis(50), adopted.next())
+            .await
+            .map(Some)
+    {
         acc.apply(&m.msg_type, &m.content);
     }
     let record = stdout
@@ -256,7 +312,11 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
             "the server stopped before this reached the kernel; it was not run".to_string(),
         ),
     };
-    if let Some(count) = record.as_ref().and_then(|r| r.get("count")).and_then(Value::as_i64) {
+    if let Some(count) = record
+        .as_ref()
+        .and_then(|r| r.get("count"))
+        .and_then(Value::as_i64)
+    {
         done.execution_count = Some(count);
     }
     done.status = status;
@@ -268,7 +328,10 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
         }
     }
     let finished_rec = done.clone();
-    engine.store().call(move |c| store::executions::finish(c, &finished_rec)).await?;
+    engine
+        .store()
+        .call(move |c| store::executions::finish(c, &finished_rec))
+        .await?;
     engine.live().set_status(id, done.status);
     if done.status != Status::Completed && rec.stop_on_error && !rec.allow_error {
         super::worker::cancel_rest_of_batch(engine, &rec).await?;

@@ -65,6 +65,8 @@ pub struct RunningExecution {
     pub id: String,
     /// Set by interrupt/restart so that the resulting error is recorded as `interrupted`.
     pub interrupted: Arc<AtomicBool>,
+    /// Why the server itself interrupted it (time limit, unanswered input), if it did.
+    pub interrupt_reason: Mutex<Option<String>>,
     /// Header of a pending `input_request`.
     pub input_request: Mutex<Option<Value>>,
 }
@@ -218,7 +220,12 @@ pub fn adopt_kernel(
         session_id: found.record.id.clone(),
         started_at: found.record.started_at.clone(),
         log_file: found.record.log_file.clone().unwrap_or_default().into(),
-        connection_file: found.record.connection_file.clone().unwrap_or_default().into(),
+        connection_file: found
+            .record
+            .connection_file
+            .clone()
+            .unwrap_or_default()
+            .into(),
         exited: exit_rx,
         stopping: AtomicBool::new(false),
         kernel_info: found.kernel_info,

@@ -84,6 +84,7 @@ async fn run_one(
     let running = Arc::new(RunningExecution {
         id: id.to_string(),
         interrupted: Arc::new(Default::default()),
+        interrupt_reason: Default::default(),
         input_request: Default::default(),
     });
     if let Ok(mut r) = session.running.lock() {
@@ -174,13 +175,37 @@ async fn drive(
         Ok(mut handle) => {
             let mut last_flush = Instant::now();
             let mut dirty = false;
+            let limits = engine.config().limits;
+            let max_cell = limits.max_cell.map(|d| tokio::time::Instant::now() + d);
+            let mut input_deadline: Option<tokio::time::Instant> = None;
+            let mut limit_hit = false;
             while reply.is_none() || !idle {
                 // Outputs so far become visible at most PROGRESS_EVERY after they arrive,
                 // even when the cell then goes quiet (a print followed by a long sleep).
                 let flush_at = tokio::time::Instant::from_std(last_flush + PROGRESS_EVERY);
+                let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
                 let event = tokio::select! {
                     ev = handle.next() => Some(ev),
                     _ = tokio::time::sleep_until(flush_at), if dirty => None,
+                    _ = tokio::time::sleep_until(max_cell.unwrap_or(far)), if max_cell.is_some() && !limit_hit => {
+                        limit_hit = true;
+                        let secs = limits.max_cell.map(|d| d.as_secs_f64()).unwrap_or_default();
+                        server_interrupt(kernel, running, format!(
+                            "interrupted by the server after {secs:.0} s (--max-cell-seconds)"
+                        )).await;
+                        None
+                    }
+                    _ = tokio::time::sleep_until(input_deadline.unwrap_or(far)), if input_deadline.is_some() => {
+                        input_deadline = None;
+                        let unanswered = running.input_request.lock().map(|r| r.is_some()).unwrap_or(false);
+                        if unanswered {
+                            let secs = limits.input_timeout.as_secs_f64();
+                            server_interrupt(kernel, running, format!(
+                                "interrupted by the server: input() got no answer within {secs:.0} s (answer prompts with send_input)"
+                            )).await;
+                        }
+                        None
+                    }
                 };
                 match event {
                     None => {}
@@ -205,6 +230,8 @@ async fn drive(
                             if let Ok(mut r) = running.input_request.lock() {
                                 *r = Some(m.header.clone());
                             }
+                            input_deadline =
+                                Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
                         _ => {
                             for applied in acc.apply(&m.msg_type, &m.content) {
@@ -231,7 +258,12 @@ async fn drive(
     }
     let finished = acc.finish();
     let interrupted = running.interrupted.load(Ordering::SeqCst);
-    let (status, error, note) = classify(reply.as_ref(), died, interrupted, kernel);
+    let (status, error, mut note) = classify(reply.as_ref(), died, interrupted, kernel);
+    if let Some(reason) = running.interrupt_reason.lock().ok().and_then(|r| r.clone()) {
+        if status == Status::Interrupted {
+            note = Some(reason);
+        }
+    }
     Outcome {
         status,
         outputs: finished.outputs,
@@ -240,6 +272,18 @@ async fn drive(
         note,
         foreign,
         display_ids: finished.display_ids,
+    }
+}
+
+/// Interrupts the running execution on the server's own initiative, recording why.
+async fn server_interrupt(kernel: &RunningKernel, running: &RunningExecution, reason: String) {
+    tracing::info!(execution = %running.id, "{reason}");
+    if let Ok(mut r) = running.interrupt_reason.lock() {
+        *r = Some(reason);
+    }
+    running.interrupted.store(true, Ordering::SeqCst);
+    if let Err(e) = super::session::interrupt(kernel).await {
+        tracing::warn!(execution = %running.id, "could not interrupt: {e}");
     }
 }
 
@@ -427,7 +471,10 @@ pub async fn finish_without_kernel(
     Ok(())
 }
 
-pub(super) async fn cancel_rest_of_batch(engine: &Engine, rec: &ExecutionRecord) -> Result<(), EngineError> {
+pub(super) async fn cancel_rest_of_batch(
+    engine: &Engine,
+    rec: &ExecutionRecord,
+) -> Result<(), EngineError> {
     let Some(batch) = rec.batch_id.clone() else {
         return Ok(());
     };

@@ -58,7 +58,11 @@ impl GroupCommitter {
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<(Vec<NewExecution>, Reply)>, commits: Arc<AtomicU64>) {
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<(Vec<NewExecution>, Reply)>,
+    commits: Arc<AtomicU64>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -114,9 +118,15 @@ mod tests {
             h.await.unwrap().unwrap();
         }
         let conn = Connection::open(&path).unwrap();
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 200, "every acknowledged row is in the database");
-        assert!(gc.commits() < 200, "requests shared commits: {} commits", gc.commits());
+        assert!(
+            gc.commits() < 200,
+            "requests shared commits: {} commits",
+            gc.commits()
+        );
     }
 
     #[tokio::test]

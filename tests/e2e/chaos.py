@@ -47,10 +47,10 @@ def server_env(base: Path) -> dict[str, str]:
     return env
 
 
-def server_params(root: Path, data: Path, base: Path) -> StdioServerParameters:
+def server_params(root: Path, data: Path, base: Path, extra: tuple[str, ...] = ()) -> StdioServerParameters:
     return StdioServerParameters(
         command=str(BINARY),
-        args=["serve", "--root", str(root), "--data-dir", str(data)],
+        args=["serve", "--root", str(root), "--data-dir", str(data), *extra],
         env=server_env(base),
     )
 

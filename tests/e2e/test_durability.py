@@ -34,8 +34,8 @@ def dirs(tmp_path: Path):
 
 
 @asynccontextmanager
-async def server(base: Path, root: Path, data: Path):
-    async with stdio_client(chaos.server_params(root, data, base)) as (r, w):
+async def server(base: Path, root: Path, data: Path, *extra: str):
+    async with stdio_client(chaos.server_params(root, data, base, extra)) as (r, w):
         async with ClientSession(r, w) as s:
             await s.initialize()
             yield s
@@ -191,5 +191,38 @@ def test_input_prompt_is_shown_and_answered(dirs):
             assert done["status"] == "completed", done
             assert "hello ada" in stdout_of(done)
             await ok(s, "shutdown_kernel", notebook="i.ipynb")
+
+    asyncio.run(body())
+
+
+@pytest.mark.timeout(120)
+def test_max_cell_seconds_interrupts_a_runaway_cell_and_says_so(dirs):
+    base, root, data = dirs
+
+    async def body():
+        async with server(base, root, data, "--max-cell-seconds", "2") as s:
+            await ok(s, "create_notebook", notebook="m.ipynb")
+            sc = await ok(s, "execute_code", notebook="m.ipynb",
+                          code="import time\ntime.sleep(60)", timeout_s=30)
+            assert sc["status"] == "interrupted", sc
+            assert "--max-cell-seconds" in (sc.get("kernel_note") or ""), sc
+            again = await ok(s, "execute_code", notebook="m.ipynb", code="print(1)", timeout_s=30)
+            assert again["status"] == "completed", "the kernel keeps serving"
+            await ok(s, "shutdown_kernel", notebook="m.ipynb")
+
+    asyncio.run(body())
+
+
+@pytest.mark.timeout(120)
+def test_an_unanswered_input_prompt_does_not_hang_the_kernel(dirs):
+    base, root, data = dirs
+
+    async def body():
+        async with server(base, root, data, "--input-timeout", "2") as s:
+            await ok(s, "create_notebook", notebook="q.ipynb")
+            sc = await ok(s, "execute_code", notebook="q.ipynb", code="x = input('? ')", timeout_s=30)
+            assert sc["status"] == "interrupted", sc
+            assert "input()" in (sc.get("kernel_note") or ""), sc
+            await ok(s, "shutdown_kernel", notebook="q.ipynb")
 
     asyncio.run(body())
