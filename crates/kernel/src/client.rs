@@ -351,7 +351,11 @@ impl KernelClient {
 
     /// Messages held for parents nobody claimed yet.
     pub fn orphans_held(&self) -> usize {
-        self.inner.routes.lock().map(|r| r.orphans.len()).unwrap_or(0)
+        self.inner
+            .routes
+            .lock()
+            .map(|r| r.orphans.len())
+            .unwrap_or(0)
     }
 
     /// Count of IOPub/shell messages that named a parent we did not know.

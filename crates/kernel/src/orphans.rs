@@ -147,7 +147,11 @@ mod tests {
         b.push("p-1", msg(1), t);
         b.push("p-10", msg(2), t);
         b.push("p-1", msg(3), t);
-        let got: Vec<u64> = b.claim("p-1", t).iter().map(|m| m.content["n"].as_u64().unwrap()).collect();
+        let got: Vec<u64> = b
+            .claim("p-1", t)
+            .iter()
+            .map(|m| m.content["n"].as_u64().unwrap())
+            .collect();
         assert_eq!(got, vec![1, 3]);
         assert_eq!(b.len(), 1, "p-10 is not a match for p-1");
         assert!(b.claim("p-1", t).is_empty());

@@ -117,13 +117,19 @@ mod tests {
 
     #[tokio::test]
     async fn wait_for_exit_resolves_when_a_process_ends() {
-        let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let start = start_time(pid);
         let waiter = tokio::spawn(wait_for_exit(pid, start));
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             // Reap it so that it does not stay a zombie (zombies count as dead anyway).
-            tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+            tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .unwrap()
+                .unwrap();
             waiter.await.unwrap();
         })
         .await
