@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock as Content};
+use rmcp::model::{
+    CallToolResult, ContentBlock as Content, ProgressNotificationParam, ProgressToken,
+};
+use rmcp::service::{Peer, RequestContext, RoleServer};
 use rmcp::{tool, tool_router, ErrorData as McpError};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -78,15 +81,88 @@ impl JupyterMcp {
         path: &RootedPath,
         item: SubmitItem,
         timeout: Duration,
+        progress: &Progress,
     ) -> CallToolResult {
         let ids = match self.engine.submit(path, vec![item], false, true).await {
             Ok(ids) => ids,
             Err(e) => return tool_error(e),
         };
-        match self.engine.wait(&ids[0], timeout).await {
+        let deadline = Instant::now() + timeout;
+        match self
+            .wait_reporting(&ids[0], deadline, progress, 0, None)
+            .await
+        {
             Ok(view) => self.execution_result(&view),
             Err(e) => tool_error(e),
         }
+    }
+
+    /// Waits for an execution until `deadline`; when the client asked for progress, sends
+    /// `notifications/progress` about once a second meanwhile (MCP spec "Progress").
+    async fn wait_reporting(
+        &self,
+        id: &str,
+        deadline: Instant,
+        progress: &Progress,
+        done_before: usize,
+        total: Option<usize>,
+    ) -> Result<ExecutionView, EngineError> {
+        let Some((token, peer)) = progress.0.as_ref() else {
+            return self
+                .engine
+                .wait(id, deadline.saturating_duration_since(Instant::now()))
+                .await;
+        };
+        let started = Instant::now();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let view = self.engine.wait(id, left.min(PROGRESS_EVERY)).await?;
+            if view.status().is_terminal() || left <= PROGRESS_EVERY {
+                return Ok(view);
+            }
+            let last_line = view
+                .record
+                .outputs
+                .iter()
+                .rev()
+                .find_map(|o| o.get("text").and_then(|t| t.as_str()))
+                .and_then(|t| t.trim_end().lines().last())
+                .map(|l| l.chars().take(120).collect::<String>());
+            let mut message = format!(
+                "{} {} for {:.0} s",
+                view.record
+                    .cell_id
+                    .as_deref()
+                    .map(|c| format!("cell {c}"))
+                    .unwrap_or_else(|| "code".into()),
+                view.status().as_str(),
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(l) = last_line {
+                message.push_str(&format!(": {l}"));
+            }
+            // Increases with every notification: finished cells plus a fraction (< 1) that
+            // grows with the current cell's running time.
+            let secs = started.elapsed().as_secs_f64();
+            let mut p = ProgressNotificationParam::new(
+                token.clone(),
+                done_before as f64 + secs / (secs + 1.0),
+            );
+            p.total = total.map(|t| t as f64);
+            p.message = Some(message);
+            let _ = peer.notify_progress(p).await;
+        }
+    }
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The client's progress token and a handle to notify it, when it sent one.
+pub(crate) struct Progress(Option<(ProgressToken, Peer<RoleServer>)>);
+
+impl Progress {
+    fn from_ctx(ctx: &RequestContext<RoleServer>) -> Progress {
+        Progress(ctx.meta.get_progress_token().map(|t| (t, ctx.peer.clone())))
     }
 }
 
@@ -97,6 +173,7 @@ impl JupyterMcp {
     async fn execute_cell(
         &self,
         Parameters(a): Parameters<ExecuteCellArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let path = match self.path(&a.notebook) {
             Ok(p) => p,
@@ -121,7 +198,12 @@ impl JupyterMcp {
             allow_error: true,
         };
         Ok(self
-            .run_and_wait(&path, item, wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S))
+            .run_and_wait(
+                &path,
+                item,
+                wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S),
+                &Progress::from_ctx(&ctx),
+            )
             .await)
     }
 
@@ -130,6 +212,7 @@ impl JupyterMcp {
     async fn execute_code(
         &self,
         Parameters(a): Parameters<ExecuteCodeArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let path = match self.path(&a.notebook) {
             Ok(p) => p,
@@ -149,7 +232,12 @@ impl JupyterMcp {
             allow_error: true,
         };
         Ok(self
-            .run_and_wait(&path, item, wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S))
+            .run_and_wait(
+                &path,
+                item,
+                wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S),
+                &Progress::from_ctx(&ctx),
+            )
             .await)
     }
 
@@ -158,7 +246,9 @@ impl JupyterMcp {
     async fn run_all_cells(
         &self,
         Parameters(a): Parameters<RunAllArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
+        let progress = Progress::from_ctx(&ctx);
         let path = match self.path(&a.notebook) {
             Ok(p) => p,
             Err(e) => return Ok(e),
@@ -209,9 +299,11 @@ impl JupyterMcp {
         let mut executions = Vec::new();
         let mut text = format!("queued {} cell(s), skipped {}\n", ids.len(), skipped.len());
         let mut images: Vec<Content> = Vec::new();
-        for id in &ids {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.engine.wait(id, left).await {
+        for (done, id) in ids.iter().enumerate() {
+            match self
+                .wait_reporting(id, deadline, &progress, done, Some(ids.len()))
+                .await
+            {
                 Ok(view) => {
                     let r = results::execution(&view, self.max_text());
                     text.push_str(&r.text);

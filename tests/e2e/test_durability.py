@@ -226,3 +226,28 @@ def test_an_unanswered_input_prompt_does_not_hang_the_kernel(dirs):
             await ok(s, "shutdown_kernel", notebook="q.ipynb")
 
     asyncio.run(body())
+
+
+@pytest.mark.timeout(120)
+def test_progress_notifications_while_a_cell_runs(dirs):
+    base, root, data = dirs
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async def body():
+        async with server(base, root, data) as s:
+            await ok(s, "create_notebook", notebook="p.ipynb")
+            res = await s.call_tool(
+                "execute_code",
+                {"notebook": "p.ipynb", "code": "import time\nprint('working', flush=True)\ntime.sleep(3.5)", "timeout_s": 30},
+                progress_callback=on_progress,
+            )
+            assert not res.is_error and res.structured_content["status"] == "completed"
+            await ok(s, "shutdown_kernel", notebook="p.ipynb")
+
+    asyncio.run(body())
+    assert len(seen) >= 2, seen
+    assert all(b[0] > a[0] for a, b in zip(seen, seen[1:])), "progress increases"
+    assert any("working" in (m or "") for _, _, m in seen), seen
