@@ -19,6 +19,7 @@ mod recover;
 mod session;
 mod views;
 mod worker;
+mod writeback;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

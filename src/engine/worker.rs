@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jmcp_kernel::{ExecuteOptions, KernelEvent};
-use jmcp_outputs::{apply_display_update, Applied, OutputAccumulator};
+use jmcp_outputs::{Applied, OutputAccumulator};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::session::{Job, NotebookSession, RunningExecution, RunningKernel};
-use super::{notebook_ops, Engine, EngineError};
+use super::writeback::{self, Pending, PendingWrite};
+use super::{Engine, EngineError};
 use crate::store::{self, ExecutionRecord, Status};
 
 /// How often outputs of a running execution are persisted (they are also kept in memory).
@@ -25,10 +26,22 @@ pub async fn run(
     session: Arc<NotebookSession>,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
-    while let Some(job) = rx.recv().await {
+    let mut pending = Pending::default();
+    loop {
+        // Outputs of finished executions reach the file by their deadline even when the
+        // queue is idle or the next cell runs long (`drive` flushes too).
+        let job = tokio::select! {
+            job = rx.recv() => job,
+            _ = tokio::time::sleep_until(pending.due().unwrap_or_else(far_future)), if !pending.is_empty() => {
+                flush_logged(&session, &mut pending).await;
+                continue;
+            }
+        };
+        let Some(job) = job else { break };
         let (id, result) = match job {
             Job::Run(id) => {
-                let r = run_one(&engine, &session, &id).await;
+                let more_queued = !rx.is_empty();
+                let r = run_one(&engine, &session, &id, &mut pending, more_queued).await;
                 (id, r)
             }
             Job::Adopt(id) => {
@@ -41,6 +54,10 @@ pub async fn run(
             let note = format!("the server could not run this execution: {e}");
             let _ = finish_without_kernel(&engine, &id, Status::Failed, "ServerError", &note).await;
         }
+        // Skipped (cancelled) jobs end a batch too: write what waits once nothing is queued.
+        if rx.is_empty() && !pending.is_empty() {
+            flush_logged(&session, &mut pending).await;
+        }
     }
 }
 
@@ -48,6 +65,8 @@ async fn run_one(
     engine: &Engine,
     session: &Arc<NotebookSession>,
     id: &str,
+    pending: &mut Pending,
+    more_queued: bool,
 ) -> Result<(), EngineError> {
     let owned = id.to_string();
     let Some(rec) = engine
@@ -94,7 +113,10 @@ async fn run_one(
         stop_on_error: !rec.allow_error,
         ..ExecuteOptions::default()
     };
-    let outcome = drive(engine, &kernel, &rec, &running, &msg_id, opts).await;
+    let outcome = drive(
+        engine, session, &kernel, &rec, &running, &msg_id, opts, pending,
+    )
+    .await;
     if let Ok(mut r) = session.running.lock() {
         *r = None;
     }
@@ -112,7 +134,22 @@ async fn run_one(
         });
     }
     if let Some(cell_id) = &rec.cell_id {
-        match write_outputs(session, cell_id, &done, &outcome.foreign, &outcome.display_ids).await {
+        pending.push(PendingWrite {
+            cell_id: cell_id.clone(),
+            outputs: done.outputs.clone(),
+            execution_count: done.execution_count,
+            foreign: outcome.foreign,
+            display_ids: outcome.display_ids,
+        });
+    }
+    let stop_batch = rec.stop_on_error
+        && !rec.allow_error
+        && matches!(done.status, Status::Failed | Status::Interrupted);
+    let stop_batch = stop_batch || (done.status == Status::Interrupted && rec.stop_on_error);
+    // Batch writes while more of this notebook's executions wait; otherwise write now, so
+    // the file holds the outputs when the execution is reported finished.
+    if !pending.is_empty() && (!more_queued || stop_batch || pending.should_flush()) {
+        match writeback::flush(session, pending).await {
             Ok(notes) if !notes.is_empty() => note = Some(join_notes(note, &notes)),
             Ok(_) => {}
             Err(e) => {
@@ -124,10 +161,6 @@ async fn run_one(
         }
     }
     done.note = note;
-    let stop_batch = rec.stop_on_error
-        && !rec.allow_error
-        && matches!(done.status, Status::Failed | Status::Interrupted);
-    let stop_batch = stop_batch || (done.status == Status::Interrupted && rec.stop_on_error);
     let finished = done.clone();
     engine
         .store()
@@ -152,13 +185,16 @@ struct Outcome {
 
 /// Sends the request and consumes its messages until both the `execute_reply` and the IOPub
 /// `status: idle` arrived (as nbclient does), or the kernel died.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     engine: &Engine,
+    session: &Arc<NotebookSession>,
     kernel: &RunningKernel,
     rec: &ExecutionRecord,
     running: &RunningExecution,
     msg_id: &str,
     opts: ExecuteOptions,
+    pending: &mut Pending,
 ) -> Outcome {
     let mut acc = OutputAccumulator::new();
     let mut foreign = Vec::new();
@@ -187,6 +223,10 @@ async fn drive(
                 let event = tokio::select! {
                     ev = handle.next() => Some(ev),
                     _ = tokio::time::sleep_until(flush_at), if dirty => None,
+                    _ = tokio::time::sleep_until(pending.due().unwrap_or(far)), if !pending.is_empty() => {
+                        flush_logged(session, pending).await;
+                        None
+                    }
                     _ = tokio::time::sleep_until(max_cell.unwrap_or(far)), if max_cell.is_some() && !limit_hit => {
                         limit_hit = true;
                         let secs = limits.max_cell.map(|d| d.as_secs_f64()).unwrap_or_default();
@@ -354,88 +394,33 @@ async fn publish_progress(
     }
 }
 
-/// Writes the cell's outputs and execution_count into the notebook, applies display updates
-/// aimed at other cells, and records this cell's display ids. Returns notes for the agent.
-async fn write_outputs(
-    session: &Arc<NotebookSession>,
-    cell_id: &str,
-    done: &ExecutionRecord,
-    foreign: &[(String, Value, Value)],
-    display_ids: &std::collections::HashMap<String, Vec<usize>>,
-) -> Result<Vec<String>, EngineError> {
-    let targets: Vec<(HashMapCells, Value, Value)> = {
-        let displays = session
-            .displays
-            .lock()
-            .map_err(|_| EngineError::InvalidArgument("display map poisoned".into()))?;
-        foreign
-            .iter()
-            .filter_map(|(id, data, meta)| {
-                displays
-                    .get(id)
-                    .map(|cells| (cells.clone(), data.clone(), meta.clone()))
-            })
-            .collect()
-    };
-    let (path, lock) = (session.path.clone(), session.file_lock.clone());
-    let (cell, outputs, count) = (
-        cell_id.to_string(),
-        done.outputs.clone(),
-        done.execution_count,
-    );
-    let result = tokio::task::spawn_blocking(move || {
-        notebook_ops::update(&path, &lock, |nb| {
-            let mut notes = Vec::new();
-            match nb.cell_index(&cell) {
-                Some(i) => {
-                    nb.cells[i].outputs = outputs;
-                    nb.cells[i].execution_count = count;
-                }
-                None => notes.push(format!(
-                    "cell '{cell}' was deleted from the notebook while it ran; its outputs are kept only in this execution record"
-                )),
-            }
-            for (cells, data, meta) in &targets {
-                for (other, idx) in cells {
-                    if *other == cell {
-                        continue;
-                    }
-                    if let Some(i) = nb.cell_index(other) {
-                        apply_display_update(&mut nb.cells[i].outputs, idx, data, meta);
-                    }
-                }
-            }
-            Ok(notes)
-        })
-    })
-    .await
-    .map_err(|e| EngineError::InvalidArgument(format!("notebook write task failed: {e}")))?;
-    let (mut notes, merge_notes) = result?;
-    notes.extend(merge_notes);
-    if let Ok(mut displays) = session.displays.lock() {
-        for cells in displays.values_mut() {
-            cells.remove(cell_id);
-        }
-        for (id, idx) in display_ids {
-            displays
-                .entry(id.clone())
-                .or_default()
-                .insert(cell_id.to_string(), idx.clone());
-        }
-    }
-    Ok(notes)
-}
-
-/// Writes an execution's outputs into its cell (no display updates): used by recovery.
+/// Writes one execution's outputs into its cell now (used by recovery).
 pub(super) async fn write_cell_outputs(
     session: &Arc<NotebookSession>,
     cell_id: &str,
     done: &ExecutionRecord,
 ) -> Result<Vec<String>, EngineError> {
-    write_outputs(session, cell_id, done, &[], &Default::default()).await
+    let mut pending = Pending::default();
+    pending.push(PendingWrite {
+        cell_id: cell_id.to_string(),
+        outputs: done.outputs.clone(),
+        execution_count: done.execution_count,
+        foreign: vec![],
+        display_ids: Default::default(),
+    });
+    writeback::flush(session, &mut pending).await
 }
 
-type HashMapCells = std::collections::HashMap<String, Vec<usize>>;
+/// Flushes pending notebook writes; a failure is logged (the records keep the outputs).
+async fn flush_logged(session: &Arc<NotebookSession>, pending: &mut Pending) {
+    if let Err(e) = writeback::flush(session, pending).await {
+        tracing::warn!(notebook = %session.path.rel, "could not write outputs to the notebook: {e}");
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
 
 fn join_notes(note: Option<String>, more: &[String]) -> String {
     let mut all: Vec<String> = note.into_iter().collect();
