@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Set up, then run the execution-latency benchmark (bench/bench_exec.py):
-# MCP stdio vs raw jupyter_client round trips, and spawn-to-initialize time.
-# Arguments go to bench_exec.py, e.g. `scripts/bench.sh --n 500` or `--skip-mcp`.
+# Set up, then run a benchmark; every one prints figures and asserts nothing.
+#   scripts/bench.sh [exec] [ARGS]   bench/bench_exec.py: MCP stdio vs raw jupyter_client
+#                                    round trips, spawn-to-initialize (e.g. `--n 500`)
+#   scripts/bench.sh durability      bench/bench_durability.py: restart-to-ready, idle CPU,
+#                                    run_all_cells throughput vs a raw jupyter_client loop
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 bash scripts/setup.sh
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
-exec python bench/bench_exec.py "$@"
+which="exec"
+if [[ $# -gt 0 && "$1" != -* ]]; then
+    which="$1"
+    shift
+fi
+exec python "bench/bench_${which}.py" "$@"

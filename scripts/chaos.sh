@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Soak the durability guarantees: N chaos rounds (default 20). Each round queues cells from
+# three notebooks, kill -9s the server at a random moment, restarts it, and checks that every
+# accepted execution completed exactly once or was interrupted, that kernel state and the
+# cells' side-effect files match, that state.db passes integrity_check and that notebooks
+# validate. CHAOS_SEED=N makes a run repeatable.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+bash scripts/setup.sh
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+exec python tests/e2e/chaos.py "${1:-20}"
