@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::store::Status;
+use crate::store::{ExecutionRecord, Status};
 
 /// One unfinished execution.
 pub struct LiveExecution {
@@ -17,6 +17,9 @@ pub struct LiveExecution {
     pub partial: Mutex<(Vec<Value>, Option<i64>)>,
     /// Prompt of an unanswered `input()` call, if any.
     pub input_prompt: Mutex<Option<String>>,
+    /// The stored final record, set just before the terminal status is published, so that
+    /// waiters need not read it back from the store.
+    pub final_record: Mutex<Option<ExecutionRecord>>,
 }
 
 /// Registry of live executions by id.
@@ -33,6 +36,7 @@ impl LiveRegistry {
             status: tx,
             partial: Mutex::new((Vec::new(), None)),
             input_prompt: Mutex::new(None),
+            final_record: Mutex::new(None),
         });
         if let Ok(mut m) = self.map.lock() {
             m.insert(id.to_string(), live.clone());
@@ -43,6 +47,16 @@ impl LiveRegistry {
     /// The live entry, if the execution is unfinished in this process.
     pub fn get(&self, id: &str) -> Option<Arc<LiveExecution>> {
         self.map.lock().ok().and_then(|m| m.get(id).cloned())
+    }
+
+    /// Publishes a terminal state together with the record as stored.
+    pub fn finish(&self, rec: &ExecutionRecord) {
+        if let Some(live) = self.get(&rec.id) {
+            if let Ok(mut f) = live.final_record.lock() {
+                *f = Some(rec.clone());
+            }
+        }
+        self.set_status(&rec.id, rec.status);
     }
 
     /// Publishes a status; terminal statuses remove the entry (after the store was updated).

@@ -122,6 +122,13 @@ impl Engine {
         if let Some(live) = self.live().get(id) {
             let mut rx = live.status.subscribe();
             let _ = tokio::time::timeout(wait, rx.wait_for(|s| s.is_terminal())).await;
+            let done = live.final_record.lock().ok().and_then(|f| f.clone());
+            if let Some(record) = done {
+                return Ok(ExecutionView {
+                    record,
+                    input_prompt: None,
+                });
+            }
         }
         self.execution(id).await
     }
@@ -174,6 +181,20 @@ impl Engine {
         let _lifecycle = session.lifecycle.lock().await;
         if let Some(k) = session.current_kernel() {
             return Ok((k, None));
+        }
+        // A kernel that just died may not have been cleared by its watcher yet: take its
+        // reason now so the note is never lost to that race.
+        let dead = session.kernel.lock().ok().and_then(|mut k| k.take());
+        if let Some(dead) = dead.filter(|k| !k.stopping.load(Ordering::SeqCst)) {
+            if let Ok(mut note) = session.death_note.lock() {
+                if note.is_none() {
+                    *note = Some(
+                        dead.client
+                            .dead_reason()
+                            .unwrap_or_else(|| "the kernel process exited".into()),
+                    );
+                }
+            }
         }
         let spec = self.kernelspec_for(&session.path, requested)?;
         let kernel = session::launch_kernel(self, session, &spec).await?;

@@ -233,7 +233,8 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
             "ServerRestart",
             why,
         )
-        .await;
+        .await
+        .map(|_| ());
     };
     let mut adopted = kernel.client.claim(&msg_id);
     let opts = ExecuteOptions {

@@ -264,22 +264,12 @@ fn watch_kernel(
         if !intentional && !tail.is_empty() {
             reason.push_str(&format!(". Last lines of its stderr:\n{}", tail.join("\n")));
         }
-        kernel.client.mark_dead(reason.clone());
-        exit_tx.send_replace(Some(reason.clone()));
-        let _ = std::fs::remove_file(&kernel.connection_file);
-        let (state, why) = if intentional {
-            ("shutdown", "stopped by request".to_string())
-        } else {
-            ("dead", reason.clone())
-        };
-        let id = kernel.session_id.clone();
-        let _ = store
-            .call(move |c| store::sessions::end_session(c, &id, state, &why))
-            .await;
+        // Tell the session first: the worker may start a replacement kernel as soon as the
+        // running execution learns of the death, and that one must carry the note.
         if let Some(session) = weak_session.upgrade() {
             if !intentional {
                 if let Ok(mut note) = session.death_note.lock() {
-                    *note = Some(reason);
+                    *note = Some(reason.clone());
                 }
             }
             if let Ok(mut k) = session.kernel.lock() {
@@ -288,6 +278,18 @@ fn watch_kernel(
                 }
             }
         }
+        kernel.client.mark_dead(reason.clone());
+        exit_tx.send_replace(Some(reason.clone()));
+        let _ = std::fs::remove_file(&kernel.connection_file);
+        let (state, why) = if intentional {
+            ("shutdown", "stopped by request".to_string())
+        } else {
+            ("dead", reason)
+        };
+        let id = kernel.session_id.clone();
+        let _ = store
+            .call(move |c| store::sessions::end_session(c, &id, state, &why))
+            .await;
     });
 }
 

@@ -68,37 +68,32 @@ async fn run_one(
     pending: &mut Pending,
     more_queued: bool,
 ) -> Result<(), EngineError> {
-    let owned = id.to_string();
-    let Some(rec) = engine
-        .store()
-        .call(move |c| store::executions::get(c, &owned))
-        .await?
-    else {
-        return Ok(());
-    };
-    if rec.status != Status::Pending {
-        return Ok(()); // cancelled while queued
+    if engine.live().get(id).is_none() {
+        return Ok(()); // finished (cancelled) while queued
     }
     let (kernel, mut note) = match engine.ensure_kernel(session, None).await {
         Ok(k) => k,
         Err(e) => {
             let msg = e.to_string();
-            finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await?;
-            if rec.stop_on_error {
-                cancel_rest_of_batch(engine, &rec).await?;
+            if let Some(rec) =
+                finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await?
+            {
+                if rec.stop_on_error {
+                    cancel_rest_of_batch(engine, &rec).await?;
+                }
             }
             return Ok(());
         }
     };
     let msg_id = uuid::Uuid::new_v4().to_string();
     let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
-    if !engine
+    let Some(rec) = engine
         .store()
         .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
         .await?
-    {
-        return Ok(());
-    }
+    else {
+        return Ok(()); // cancelled while queued
+    };
     engine.live().set_status(id, Status::Running);
     let running = Arc::new(RunningExecution {
         id: id.to_string(),
@@ -162,11 +157,16 @@ async fn run_one(
     }
     done.note = note;
     let finished = done.clone();
-    engine
+    let updated = engine
         .store()
         .call(move |c| store::executions::finish(c, &finished))
         .await?;
-    engine.live().set_status(id, done.status);
+    if updated {
+        engine.live().finish(&done);
+    } else {
+        // Someone else ended it first; waiters read the stored state.
+        engine.live().set_status(id, done.status);
+    }
     if stop_batch {
         cancel_rest_of_batch(engine, &rec).await?;
     }
@@ -435,25 +435,26 @@ pub async fn finish_without_kernel(
     status: Status,
     ename: &str,
     message: &str,
-) -> Result<(), EngineError> {
+) -> Result<Option<ExecutionRecord>, EngineError> {
     let owned = id.to_string();
     let Some(mut rec) = engine
         .store()
         .call(move |c| store::executions::get(c, &owned))
         .await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     rec.status = status;
     rec.error = Some(json!({"ename": ename, "evalue": message, "traceback": []}));
     rec.note = Some(message.to_string());
     rec.finished_at = Some(store::now());
-    engine
+    let stored = rec.clone();
+    let updated = engine
         .store()
-        .call(move |c| store::executions::finish(c, &rec))
+        .call(move |c| store::executions::finish(c, &stored))
         .await?;
     engine.live().set_status(id, status);
-    Ok(())
+    Ok(updated.then_some(rec))
 }
 
 pub(super) async fn cancel_rest_of_batch(

@@ -218,19 +218,23 @@ pub fn list(
     rows.map(|r| decode(r?)).collect()
 }
 
-/// `pending -> running`; false if it was no longer pending (cancelled meanwhile).
+/// `pending -> running`, returning the updated row; `None` if it was no longer pending
+/// (cancelled meanwhile). Committed with the connection's `synchronous=FULL`: the `msg_id`
+/// is durable before the request is sent, so recovery can always recognise it.
 pub fn mark_running(
     conn: &Connection,
     id: &str,
     kernel_session: &str,
     msg_id: &str,
-) -> Result<bool, StoreError> {
-    let n = conn.execute(
+) -> Result<Option<ExecutionRecord>, StoreError> {
+    let sql = format!(
         "UPDATE executions SET status = 'running', kernel_session = ?2, msg_id = ?3,
-            started_at = ?4 WHERE id = ?1 AND status = 'pending'",
-        params![id, kernel_session, msg_id, super::now()],
-    )?;
-    Ok(n == 1)
+            started_at = ?4 WHERE id = ?1 AND status = 'pending' RETURNING {COLUMNS}"
+    );
+    conn.query_row(&sql, params![id, kernel_session, msg_id, super::now()], from_row)
+        .optional()?
+        .map(decode)
+        .transpose()
 }
 
 /// Records the outputs received so far of a running execution.
@@ -247,8 +251,19 @@ pub fn record_progress(
     Ok(())
 }
 
-/// Terminal update. Returns false if the row was already terminal (first writer wins).
+/// Terminal update, committed without waiting for fsync (`synchronous=NORMAL` for this one
+/// statement): it is durable against a crash of the server (WAL), and the next fsync'd commit
+/// (any accept or start) makes it durable against power loss too. Losing it to power loss
+/// leaves the row `running`, which recovery reports as `interrupted` -- the kernel died with
+/// the machine -- and never runs again. Returns false if the row was already terminal.
 pub fn finish(conn: &Connection, rec: &ExecutionRecord) -> Result<bool, StoreError> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = finish_row(conn, rec);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+fn finish_row(conn: &Connection, rec: &ExecutionRecord) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE executions SET status = ?2, outputs = ?3, execution_count = ?4, error = ?5,
             note = ?6, finished_at = ?7, started_at = COALESCE(started_at, ?8)
@@ -354,9 +369,11 @@ mod tests {
         let (_d, mut c) = db();
         insert_pending(&mut c, &[new("e1", None)]).unwrap();
         assert_eq!(get(&c, "e1").unwrap().unwrap().status, Status::Pending);
-        assert!(mark_running(&c, "e1", "k1", "m1").unwrap());
+        let running = mark_running(&c, "e1", "k1", "m1").unwrap().expect("was pending");
+        assert_eq!(running.status, Status::Running);
+        assert_eq!(running.msg_id.as_deref(), Some("m1"));
         assert!(
-            !mark_running(&c, "e1", "k1", "m1").unwrap(),
+            mark_running(&c, "e1", "k1", "m1").unwrap().is_none(),
             "only from pending"
         );
         record_progress(
@@ -385,7 +402,7 @@ mod tests {
             &[new("a", Some("b")), new("b", Some("b")), new("c", None)],
         )
         .unwrap();
-        mark_running(&c, "a", "k", "m").unwrap();
+        mark_running(&c, "a", "k", "m").unwrap().unwrap();
         let ids = cancel_batch(&mut c, "b", "stopped").unwrap();
         assert_eq!(ids, vec!["b".to_string()]);
         assert_eq!(get(&c, "a").unwrap().unwrap().status, Status::Running);
