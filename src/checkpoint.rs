@@ -20,14 +20,15 @@ pub mod auto;
 mod files;
 mod index;
 mod key;
+mod load;
 mod name;
 mod python;
+mod save;
 mod sign;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,7 +38,9 @@ use crate::metrics;
 
 pub use files::{Metadata, Package, SavedVariable, SkippedVariable};
 pub use key::{KeySource, SecretKey, KEY_FILE, SECRET_ENV};
+pub use load::load;
 pub use name::{validate_name, CheckpointPaths, MAX_NAME_CHARS};
+pub use save::save;
 
 /// Errors of checkpoint operations; each says what happened and what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +239,10 @@ impl Service {
     }
 
     fn file_lock(&self, stem: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.locks).entry(stem.to_string()).or_default().clone()
+        lock(&self.locks)
+            .entry(stem.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -270,390 +276,10 @@ fn refused(e: CheckpointError) -> CheckpointError {
     e
 }
 
-#[derive(Deserialize)]
-struct SaveAnswer {
-    saved: Vec<SavedVariable>,
-    skipped: Vec<SkippedVariable>,
-    python_version: String,
-    python_executable: String,
-    packages: Vec<Package>,
-}
-
-#[derive(Deserialize)]
-struct PackagesAnswer {
-    packages: Vec<Package>,
-    python_version: String,
-}
-
-#[derive(Deserialize)]
-struct LoadAnswer {
-    #[serde(default)]
-    refused: Option<String>,
-    #[serde(default)]
-    restored: Vec<RestoredVariable>,
-    #[serde(default)]
-    skipped: Vec<SkippedVariable>,
-}
-
-#[derive(Deserialize)]
-struct InstallResult {
-    requirement: String,
-    ok: bool,
-    error: Option<String>,
-}
-
 fn parse<T: for<'de> Deserialize<'de>>(v: Value, what: &str) -> Result<T> {
-    serde_json::from_value(v)
-        .map_err(|e| CheckpointError::Kernel(format!("unexpected answer from the kernel to {what}: {e}")))
-}
-
-/// PEP 503 normalized distribution name.
-fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
-
-fn minor(version: &str) -> &str {
-    let mut dots = version.match_indices('.');
-    match (dots.next(), dots.next()) {
-        (Some(_), Some((i, _))) => &version[..i],
-        _ => version,
-    }
-}
-
-/// Saves the kernel's variables (`variables`, or every user global) as checkpoint `name` of
-/// `notebook`, replacing an older one of that name atomically.
-pub async fn save(
-    engine: &Engine,
-    notebook: &str,
-    name: &str,
-    variables: Option<Vec<String>>,
-    timeout: Duration,
-) -> Result<SaveReport> {
-    check_name(name)?;
-    let path = engine.notebook_path(notebook)?;
-    if !engine.has_live_kernel(&path) {
-        return Err(CheckpointError::Kernel(format!(
-            "no kernel is running for '{}', so there are no variables to save: run the notebook's \
-             cells first (execute_cell / run_all_cells)",
-            path.rel
-        )));
-    }
-    let svc = service(engine);
-    let key = svc.key().await?;
-    let paths = CheckpointPaths::new(&svc.root, &path.rel, name);
-    let file_lock = svc.file_lock(&paths.stem);
-    let _guard = file_lock.lock().await;
-    let started = Instant::now();
-    let dir = paths.dir.clone();
-    blocking(move || {
-        files::ensure_dir(&dir)?;
-        files::collect_garbage(&dir);
-        Ok(())
+    serde_json::from_value(v).map_err(|e| {
+        CheckpointError::Kernel(format!("unexpected answer from the kernel to {what}: {e}"))
     })
-    .await?;
-    let temp = paths.temp_data();
-    let code = python::save_code(path_str(&temp)?, variables.as_deref());
-    let remove_temp = |temp: &Path| {
-        let _ = std::fs::remove_file(temp);
-    };
-    let run = match engine.run_internal(&path, &code, timeout).await {
-        Ok(r) => r,
-        Err(e) => {
-            // After a timeout the kernel may still be writing: the file is collected later.
-            if !matches!(e, EngineError::Timeout(_)) {
-                remove_temp(&temp);
-            }
-            return Err(e.into());
-        }
-    };
-    let kernel_time = started.elapsed();
-    let answer: SaveAnswer = match python::answer(&run, "save its variables")
-        .and_then(|v| parse(v, "save_environment"))
-    {
-        Ok(a) => a,
-        Err(e) => {
-            remove_temp(&temp);
-            return Err(e);
-        }
-    };
-    if answer.saved.is_empty() {
-        remove_temp(&temp);
-        let why = if answer.skipped.is_empty() {
-            "the kernel has no user variables".to_string()
-        } else {
-            answer
-                .skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.name, s.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        return Err(CheckpointError::NothingSaved(format!(
-            "nothing was saved ({why}); checkpoint '{name}' was left as it was"
-        )));
-    }
-    let unsigned = files::Unsigned {
-        name: name.to_string(),
-        notebook: path.rel.clone(),
-        created_at: crate::store::now(),
-        python_version: answer.python_version,
-        python_executable: answer.python_executable,
-        packages: answer.packages,
-        variables: answer.saved,
-        skipped: answer.skipped,
-    };
-    let (commit_paths, commit_temp) = (paths.clone(), temp.clone());
-    let committed = blocking(move || files::commit(&commit_paths, &key, &commit_temp, unsigned)).await;
-    let (meta, times) = match committed {
-        Ok(c) => c,
-        Err(e) => {
-            remove_temp(&temp);
-            return Err(e);
-        }
-    };
-    let row = index::Row {
-        notebook: meta.notebook.clone(),
-        name: meta.name.clone(),
-        dir: paths.dir.to_string_lossy().into_owned(),
-        created_at: meta.created_at.clone(),
-        bytes: meta.bytes,
-    };
-    if let Err(e) = engine.store().call(move |c| index::upsert(c, &row)).await {
-        tracing::warn!("checkpoint saved but not indexed (list_checkpoints repairs this): {e}");
-    }
-    let m = metrics::checkpoint();
-    m.save_duration_seconds
-        .observe(started.elapsed().as_secs_f64());
-    m.size_bytes.observe(meta.bytes as f64);
-    Ok(SaveReport {
-        notebook: meta.notebook.clone(),
-        name: meta.name.clone(),
-        path: paths.data(&meta.generation),
-        metadata_path: paths.meta(),
-        bytes: meta.bytes,
-        sha256: meta.sha256.clone(),
-        created_at: meta.created_at.clone(),
-        python_version: meta.python_version.clone(),
-        packages: meta.packages.len(),
-        saved: meta.variables,
-        skipped: meta.skipped,
-        kernel_seconds: kernel_time.as_secs_f64(),
-        hash_seconds: times.hash.as_secs_f64(),
-        server_seconds: (times.hash + times.write).as_secs_f64(),
-    })
-}
-
-/// Verifies checkpoint `name` of `notebook` and restores its variables into the notebook's
-/// kernel (started if none runs). With `auto_install`, packages the variables need and the
-/// kernel lacks are installed first, in their saved versions, with the kernel's own pip.
-pub async fn load(
-    engine: &Engine,
-    notebook: &str,
-    name: &str,
-    auto_install: bool,
-    timeout: Duration,
-) -> Result<LoadReport> {
-    check_name(name)?;
-    let path = engine.notebook_path(notebook)?;
-    let svc = service(engine);
-    let key = svc.key().await?;
-    let paths = CheckpointPaths::new(&svc.root, &path.rel, name);
-    let file_lock = svc.file_lock(&paths.stem);
-    let _guard = file_lock.lock().await;
-    let started = Instant::now();
-
-    // 1. Verify everything before the kernel touches the file.
-    let (vp, rel, owned_name) = (paths.clone(), path.rel.clone(), name.to_string());
-    let meta = blocking(move || files::verify(&vp, &key, &rel, &owned_name))
-        .await
-        .map_err(refused)?
-        .ok_or_else(|| CheckpointError::NotFound {
-            notebook: path.rel.clone(),
-            name: name.to_string(),
-        })?;
-    let verify_time = started.elapsed();
-    let mut notes = Vec::new();
-
-    // 2. A kernel to restore into.
-    if !engine.has_live_kernel(&path) {
-        engine.start_kernel(&path, None).await?;
-        notes.push("a kernel was started for the notebook".to_string());
-    }
-
-    // 3. Packages: snapshot vs the kernel's environment.
-    let current = current_packages(engine, &path, timeout).await?;
-    let mut needed: BTreeMap<String, (Package, Vec<String>)> = BTreeMap::new();
-    for v in &meta.variables {
-        for req in &v.packages {
-            if let Some((n, ver)) = req.split_once("==") {
-                let entry = needed.entry(normalize(n)).or_insert_with(|| {
-                    (
-                        Package {
-                            name: n.to_string(),
-                            version: ver.to_string(),
-                        },
-                        Vec::new(),
-                    )
-                });
-                entry.1.push(v.name.clone());
-            }
-        }
-    }
-    let installed_now = |pkgs: &[Package]| -> HashMap<String, String> {
-        pkgs.iter()
-            .map(|p| (normalize(&p.name), p.version.clone()))
-            .collect()
-    };
-    let mut have = installed_now(&current.packages);
-    let mut missing: Vec<MissingPackage> = needed
-        .iter()
-        .filter(|(n, _)| !have.contains_key(*n))
-        .map(|(_, (p, vars))| MissingPackage {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            needed_by: vars.clone(),
-            installed: false,
-            error: None,
-        })
-        .collect();
-    if auto_install && !missing.is_empty() {
-        let reqs: Vec<String> = missing
-            .iter()
-            .map(|m| format!("{}=={}", m.name, m.version))
-            .filter(|r| python::is_plain_requirement(r))
-            .collect();
-        let results: Vec<InstallResult> = if reqs.is_empty() {
-            Vec::new()
-        } else {
-            let install_timeout = timeout.max(Duration::from_secs(900 * reqs.len() as u64));
-            let run = engine
-                .run_internal(&path, &python::install_code(&reqs), install_timeout)
-                .await?;
-            let v = python::answer(&run, "install packages")?;
-            parse::<Vec<InstallResult>>(v.get("results").cloned().unwrap_or(Value::Null), "install")?
-        };
-        have = installed_now(&current_packages(engine, &path, timeout).await?.packages);
-        for m in &mut missing {
-            let req = format!("{}=={}", m.name, m.version);
-            let result = results.iter().find(|r| r.requirement == req);
-            m.installed = have.get(&normalize(&m.name)) == Some(&m.version);
-            m.error = match (m.installed, result) {
-                (true, _) => None,
-                (false, Some(r)) if !r.ok => r.error.clone(),
-                (false, Some(_)) => Some("pip succeeded but the package is still not visible to the kernel; restart the kernel and load again".into()),
-                (false, None) => Some("not a plain name==version requirement; install it by hand".into()),
-            };
-        }
-    }
-    let still_missing: Vec<&MissingPackage> = missing.iter().filter(|m| !m.installed).collect();
-    metrics::checkpoint()
-        .missing_dependencies_count
-        .set(still_missing.len() as i64);
-    let other_missing_packages: Vec<Package> = meta
-        .packages
-        .iter()
-        .filter(|p| {
-            let n = normalize(&p.name);
-            !have.contains_key(&n) && !needed.contains_key(&n)
-        })
-        .cloned()
-        .collect();
-    let version_mismatches: Vec<VersionMismatch> = meta
-        .packages
-        .iter()
-        .filter_map(|p| {
-            let now = have.get(&normalize(&p.name))?;
-            (now != &p.version).then(|| VersionMismatch {
-                name: p.name.clone(),
-                saved: p.version.clone(),
-                installed: now.clone(),
-            })
-        })
-        .collect();
-    if minor(&meta.python_version) != minor(&current.python_version) {
-        notes.push(format!(
-            "saved with Python {}, the kernel runs Python {}: functions, classes and lambdas \
-             may not load across Python versions",
-            meta.python_version, current.python_version
-        ));
-    }
-
-    // 4. Restore: the kernel re-checks the SHA-256 of the bytes it read before unpickling.
-    let kernel_started = Instant::now();
-    let data = paths.data(&meta.generation);
-    let code = python::load_code(path_str(&data)?, meta.bytes, &meta.sha256);
-    let run = engine.run_internal(&path, &code, timeout).await?;
-    let answer: LoadAnswer = parse(python::answer(&run, "restore the variables")?, "load")?;
-    if let Some(what) = answer.refused {
-        return Err(refused(CheckpointError::Integrity {
-            notebook: path.rel.clone(),
-            name: name.to_string(),
-            what,
-        }));
-    }
-    let kernel_time = kernel_started.elapsed();
-    let mut skipped = answer.skipped;
-    let mut missing_package_variables = Vec::new();
-    for s in &mut skipped {
-        let lacking: Vec<String> = still_missing
-            .iter()
-            .filter(|m| m.needed_by.contains(&s.name))
-            .map(|m| format!("{}=={}", m.name, m.version))
-            .collect();
-        if !lacking.is_empty() {
-            s.reason = format!(
-                "{} (needs {}, not installed in the kernel: load again with auto_install=true, \
-                 or install it yourself)",
-                s.reason,
-                lacking.join(", ")
-            );
-            missing_package_variables.push(s.name.clone());
-        }
-    }
-    metrics::checkpoint()
-        .load_duration_seconds
-        .observe(started.elapsed().as_secs_f64());
-    Ok(LoadReport {
-        notebook: meta.notebook,
-        name: meta.name,
-        created_at: meta.created_at,
-        bytes: meta.bytes,
-        restored: answer.restored,
-        skipped,
-        missing_packages: missing,
-        other_missing_packages,
-        version_mismatches,
-        missing_package_variables,
-        python_version_saved: meta.python_version,
-        python_version_kernel: current.python_version,
-        notes,
-        verify_seconds: verify_time.as_secs_f64(),
-        kernel_seconds: kernel_time.as_secs_f64(),
-    })
-}
-
-async fn current_packages(
-    engine: &Engine,
-    path: &crate::paths::RootedPath,
-    timeout: Duration,
-) -> Result<PackagesAnswer> {
-    let run = engine
-        .run_internal(path, &python::packages_code(), timeout)
-        .await?;
-    parse(python::answer(&run, "list its packages")?, "the package list")
 }
 
 /// Checkpoints on disk, of one notebook or of all, newest first per notebook.
@@ -772,9 +398,10 @@ pub async fn restore_offer(engine: &Engine, notebook_rel: &str) -> Option<String
     for row in rows {
         let paths = CheckpointPaths::new(&svc.root, notebook_rel, &row.name);
         let meta_path = paths.meta();
-        let Ok(Some(raw)) = tokio::task::spawn_blocking(move || files::read_metadata_value(&meta_path))
-            .await
-            .ok()?
+        let Ok(Some(raw)) =
+            tokio::task::spawn_blocking(move || files::read_metadata_value(&meta_path))
+                .await
+                .ok()?
         else {
             continue;
         };
@@ -811,18 +438,6 @@ pub async fn restore_offer(engine: &Engine, notebook_rel: &str) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pep503() {
-        assert_eq!(normalize("Foo.Bar_baz--Qux"), "foo-bar-baz-qux");
-        assert_eq!(normalize("tabulate"), "tabulate");
-    }
-
-    #[test]
-    fn python_minor() {
-        assert_eq!(minor("3.11.7"), "3.11");
-        assert_eq!(minor("3.12"), "3.12");
-    }
 
     #[test]
     fn refusals_are_counted() {

@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// Stop kernels when the server exits (default: keep them running for the next start).
     #[arg(long)]
     pub stop_kernels_on_exit: bool,
+    /// Save the kernels' variables automatically (rolling checkpoints auto-1..auto-3):
+    /// when a kernel has been idle for --auto-checkpoint-idle after its last execution,
+    /// and on graceful shutdown. After a kernel dies, the next result offers to restore.
+    #[arg(long)]
+    pub auto_checkpoint: bool,
+    /// Idle time before an automatic checkpoint, e.g. 90s, 30m, 2h.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = crate::checkpoint::auto::parse_duration)]
+    pub auto_checkpoint_idle: Duration,
     /// What to do at start with executions that were running when the server died:
     /// `interrupt` (default; a surviving kernel is asked how they ended) or `retry` (run again).
     #[arg(long, value_enum, default_value = "interrupt")]
@@ -151,6 +159,8 @@ impl Shared {
             ),
             stop_kernels_on_exit,
             default_kernel: "python3".into(),
+            auto_checkpoint: false,
+            auto_checkpoint_idle: crate::checkpoint::auto::DEFAULT_IDLE,
             limits: crate::config::Limits {
                 max_cell: self
                     .max_cell_seconds

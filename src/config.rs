@@ -20,6 +20,11 @@ pub struct Config {
     pub stop_kernels_on_exit: bool,
     /// Kernel to use when neither the notebook nor the caller names one.
     pub default_kernel: String,
+    /// Save kernel variables automatically (`--auto-checkpoint`): after
+    /// `auto_checkpoint_idle` without executions, and on graceful shutdown.
+    pub auto_checkpoint: bool,
+    /// Idle time after a kernel's last execution before an automatic checkpoint.
+    pub auto_checkpoint_idle: Duration,
     /// Time limits the server enforces on running cells.
     pub limits: Limits,
     /// Asset store options (SPEC §4).

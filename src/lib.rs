@@ -7,12 +7,15 @@
 //! - [`store`]: the SQLite state database.
 //! - [`paths`]: confinement of paths to the root.
 
+pub mod assets;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod engine;
 pub mod lock;
 pub mod mcp;
+pub mod metrics;
 pub mod paths;
 pub mod run;
 pub mod store;

@@ -38,6 +38,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             }
             let cwd = std::env::current_dir()?;
             let config = args.shared.config(&cwd, args.stop_kernels_on_exit)?;
+            let config = jupyter_mcp::config::Config {
+                auto_checkpoint: args.auto_checkpoint,
+                auto_checkpoint_idle: args.auto_checkpoint_idle,
+                ..config
+            };
             let stop = config.stop_kernels_on_exit;
             let _lock = jupyter_mcp::lock::ServerLock::acquire(&config.data_dir)?;
             let engine = Engine::new(config)?;
@@ -47,11 +52,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             };
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
+            let _auto_checkpoints = jupyter_mcp::checkpoint::auto::spawn(&engine);
             // SIGTERM / SIGINT end the session like a closed stdin does.
             let result = tokio::select! {
                 r = jupyter_mcp::mcp::serve_stdio(engine.clone()) => r,
                 _ = termination() => Ok(()),
             };
+            jupyter_mcp::checkpoint::auto::on_shutdown(&engine, std::time::Duration::from_secs(30))
+                .await;
             engine.shutdown(stop).await;
             result?;
             Ok(0)

@@ -6,24 +6,27 @@
 #![allow(clippy::result_large_err)]
 
 mod params;
+mod resources;
 mod results;
 mod server;
+mod tasks;
+mod tools_assets;
+mod tools_checkpoint;
 mod tools_exec;
 mod tools_kernel;
 mod tools_notebook;
 
 pub use server::JupyterMcp;
 
-use rmcp::ServiceExt as _;
-
 use crate::engine::Engine;
 
 /// Serves MCP over stdin/stdout until the client disconnects. Logs go to stderr.
+/// MCP tasks (2025-11-25) are served by the `tasks` layer in front of rmcp.
 pub async fn serve_stdio(engine: Engine) -> anyhow::Result<()> {
-    let service = JupyterMcp::new(engine)
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| anyhow::anyhow!("MCP initialization failed: {e}"))?;
-    service.waiting().await?;
-    Ok(())
+    tasks::serve(
+        JupyterMcp::new(engine),
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    )
+    .await
 }

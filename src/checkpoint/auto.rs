@@ -38,11 +38,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" | "mins" => 60.0,
         "h" | "hr" | "hrs" => 3600.0,
         "d" | "day" | "days" => 86400.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?}: use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: use ms, s, m, h or d"
+            ))
+        }
     };
     let secs = n * factor;
     if !secs.is_finite() || secs <= 0.0 || secs > 365.0 * 86400.0 {
-        return Err(format!("{s:?} is out of range (more than 0, at most 365 days)"));
+        return Err(format!(
+            "{s:?} is out of range (more than 0, at most 365 days)"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -84,7 +90,9 @@ async fn latest_finished(engine: &Engine, notebook: &str) -> Option<(String, Dat
 }
 
 fn mark(engine: &Engine, notebook: &str) -> Option<String> {
-    super::lock(&service(engine).auto_marks).get(notebook).cloned()
+    super::lock(&service(engine).auto_marks)
+        .get(notebook)
+        .cloned()
 }
 
 fn set_mark(engine: &Engine, notebook: &str, id: String) {

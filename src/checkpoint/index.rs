@@ -64,7 +64,11 @@ pub fn of_notebook(conn: &Connection, notebook: &str) -> Result<Vec<Row>, StoreE
 }
 
 /// Replaces the rows of `notebook` (or of every notebook) by `found`, in one transaction.
-pub fn sync(conn: &mut Connection, notebook: Option<&str>, found: &[Row]) -> Result<(), StoreError> {
+pub fn sync(
+    conn: &mut Connection,
+    notebook: Option<&str>,
+    found: &[Row],
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     tx.execute(
         "DELETE FROM checkpoints WHERE ?1 IS NULL OR notebook = ?1",
@@ -105,7 +109,11 @@ mod tests {
                 );
                 remove(c, "a.ipynb", "x")?;
                 assert_eq!(of_notebook(c, "a.ipynb")?.len(), 1);
-                sync(c, Some("a.ipynb"), &[row("a.ipynb", "z", "2026-01-04T00:00:00.000Z")])?;
+                sync(
+                    c,
+                    Some("a.ipynb"),
+                    &[row("a.ipynb", "z", "2026-01-04T00:00:00.000Z")],
+                )?;
                 assert_eq!(of_notebook(c, "a.ipynb")?[0].name, "z");
                 assert_eq!(of_notebook(c, "b.ipynb")?.len(), 1);
                 sync(c, None, &[])?;

@@ -97,7 +97,7 @@ impl SecretKey {
                  `openssl rand -hex 32`) or unset it to use DATA_DIR/{KEY_FILE}"
             )));
         }
-        let is_hex = raw.len() % 2 == 0 && raw.iter().all(u8::is_ascii_hexdigit);
+        let is_hex = raw.len().is_multiple_of(2) && raw.iter().all(u8::is_ascii_hexdigit);
         let bytes = if is_hex && raw.len() >= 2 * KEY_LEN {
             std::str::from_utf8(raw)
                 .ok()
@@ -167,9 +167,9 @@ fn read_key_file(path: &Path) -> Result<SecretKey, ReadKey> {
             ))))
         }
     };
-    let meta = f.metadata().map_err(|e| {
-        ReadKey::Bad(key_error(format!("cannot stat {}: {e}", path.display())))
-    })?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ReadKey::Bad(key_error(format!("cannot stat {}: {e}", path.display()))))?;
     if !meta.is_file() {
         return Err(ReadKey::Bad(key_error(format!(
             "the checkpoint key {} is not a regular file",
@@ -266,7 +266,10 @@ fn create_key_file(dir: &Path, path: &Path) -> Result<(), CheckpointError> {
         ))
     })?;
     super::files::fsync_dir(dir).map_err(|e| {
-        key_error(format!("cannot sync the data directory {}: {e}", dir.display()))
+        key_error(format!(
+            "cannot sync the data directory {}: {e}",
+            dir.display()
+        ))
     })?;
     tracing::info!("created the checkpoint signing key {}", path.display());
     Ok(())
@@ -291,11 +294,16 @@ mod tests {
         assert_eq!(k1.bytes(), k2.bytes());
         assert_ne!(k1.bytes(), &[0u8; 32]);
         // no temp file left behind
-        let names: Vec<_> = fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![OsString::from(KEY_FILE)]);
         // Debug never shows key bytes
         let dbg = format!("{k1:?}");
-        assert!(dbg.contains("redacted") && !dbg.contains(&crate::checkpoint::name::hex(k1.bytes())));
+        assert!(
+            dbg.contains("redacted") && !dbg.contains(&crate::checkpoint::name::hex(k1.bytes()))
+        );
     }
 
     #[test]
@@ -336,7 +344,9 @@ mod tests {
         let k = SecretKey::from_env_value(OsStr::new(raw)).unwrap();
         assert_eq!(k.bytes(), raw.as_bytes());
         // Errors never echo the value.
-        let e = SecretKey::from_env_value(OsStr::new("hunter2")).unwrap_err().to_string();
+        let e = SecretKey::from_env_value(OsStr::new("hunter2"))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

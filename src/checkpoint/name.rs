@@ -46,7 +46,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Bytes of lower-case or upper-case hex; None if not hex.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -121,7 +121,9 @@ pub fn new_generation() -> String {
 
 /// True for a well-formed generation id.
 pub fn is_generation(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -185,7 +187,13 @@ mod tests {
         assert!(a.is_own_data_file(&a.data_file_name(&g)));
         assert!(!b.is_own_data_file(&a.data_file_name(&g)));
         assert!(!a.is_own_data_file(&format!("{}.x.dill", a.stem)));
-        assert!(a.temp_data().file_name().unwrap().to_str().unwrap().starts_with(".tmp-"));
+        assert!(a
+            .temp_data()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(".tmp-"));
     }
 
     #[test]

@@ -66,7 +66,12 @@ pub fn install_code(requirements: &[String]) -> String {
 
 /// The JSON answer of a snippet; a kernel-side error becomes [`CheckpointError::Kernel`].
 pub fn answer(run: &InternalRun, what: &str) -> Result<Value, CheckpointError> {
-    let line = run.stdout.lines().rev().find(|l| l.starts_with(MARKER));
+    // The last marker, wherever it starts (user code run by a pickler may print without a
+    // final newline).
+    let line = run
+        .stdout
+        .rfind(MARKER)
+        .map(|i| run.stdout[i..].lines().next().unwrap_or(""));
     let Some(line) = line else {
         let why = run
             .error_summary()
@@ -192,7 +197,7 @@ def __jmcp_checkpoint_save(args):
             header = json.dumps({'name': name}).encode()
             f.write(b'V' + struct.pack('<I', len(header)) + header + struct.pack('<Q', 0))
             blob_start = f.tell()
-            p = Recorder(f, protocol=5)
+            p = Recorder(f, protocol=5, byref=False, recurse=False)
             try:
                 p.dump(value)
             except Exception as e:
@@ -338,9 +343,40 @@ mod tests {
     #[test]
     fn arguments_are_a_string_literal() {
         let code = save_code("/tmp/a'b\"c\\d\n.dill", Some(&["x".into(), "é".into()]));
-        assert!(code.contains(r#"loads("{\"path\":\"/tmp/a'b\\\"c\\\\d\\n.dill\""#), "{code}");
+        assert!(
+            code.contains(r#"loads("{\"path\":\"/tmp/a'b\\\"c\\\\d\\n.dill\""#),
+            "{code}"
+        );
         assert!(!code.contains("__COMMON__"));
         assert!(code.contains("del __jmcp_checkpoint_save"));
+    }
+
+    #[test]
+    fn answers() {
+        let run = |stdout: &str, reply: Value| InternalRun {
+            stdout: stdout.into(),
+            stderr: String::new(),
+            reply,
+        };
+        let ok = json!({"status": "ok"});
+        let v = answer(
+            &run(
+                "noise without newline__JMCP_CHECKPOINT__{\"a\": 1}\n",
+                ok.clone(),
+            ),
+            "x",
+        );
+        assert_eq!(v.unwrap()["a"], 1);
+        let e = answer(
+            &run("__JMCP_CHECKPOINT__{\"error\": \"dill missing\"}\n", ok),
+            "x",
+        );
+        assert!(e.unwrap_err().to_string().contains("dill missing"));
+        let failed = json!({"status": "error", "ename": "NameError", "evalue": "get_ipython"});
+        let e = answer(&run("", failed), "save its variables")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NameError") && e.contains("IPython"), "{e}");
     }
 
     #[test]

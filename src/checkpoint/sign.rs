@@ -2,9 +2,10 @@
 //! metadata signature that binds a checkpoint's metadata (name, notebook, generation, data
 //! digest, ...) to its data.
 //!
-//! Streaming: the file is read in 1 MiB chunks from a pool of three buffers; the calling
-//! thread feeds the HMAC while a helper thread feeds the SHA-256, so the two hashes cost the
-//! time of one (memory stays at 3 MiB whatever the file size).
+//! Streaming: at save, the file is read in 1 MiB chunks from a pool of three buffers; the
+//! calling thread feeds the HMAC while a helper thread feeds the SHA-256, so on two free cores
+//! the two hashes cost the time of one (memory stays at 3 MiB whatever the file size). At
+//! load only the HMAC is computed ([`stream_mac`], one buffer).
 //!
 //! Metadata signature: `HMAC(key, "jupyter-mcp checkpoint metadata v1\n" || canonical(meta))`
 //! where `meta` is the metadata JSON object without its `signature` member and `canonical`
@@ -113,6 +114,22 @@ pub fn stream(mut reader: impl Read, mut mac: HmacSha256) -> io::Result<Streamed
     })
 }
 
+/// Reads `reader` to its end feeding only `mac` (one 1 MiB buffer). Returns the byte count
+/// and the MAC state. Used by verification: a valid HMAC proves the bytes are the signed ones,
+/// so their SHA-256 is the signed one too and need not be recomputed.
+pub fn stream_mac(mut reader: impl Read, mut mac: HmacSha256) -> io::Result<(u64, HmacSha256)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = fill(&mut reader, &mut buf)?;
+        if n == 0 {
+            return Ok((total, mac));
+        }
+        mac.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
 /// Reads until `buf` is full or the reader ends; returns the bytes read.
 fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -219,7 +236,15 @@ mod tests {
     #[test]
     fn streaming_equals_one_shot() {
         let k = key(1);
-        for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 12345, 7 * CHUNK] {
+        for n in [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 12345,
+            7 * CHUNK,
+        ] {
             let d = data(n);
             // A reader that returns short reads, to exercise `fill`.
             struct Short<'a>(&'a [u8]);
@@ -238,6 +263,9 @@ mod tests {
             assert_eq!(s.bytes, n as u64);
             assert_eq!(s.sha256, <[u8; 32]>::from(Sha256::digest(&d)), "n={n}");
             assert!(s.mac.verify_slice(&one_tag).is_ok(), "n={n}");
+            let (bytes, only) = stream_mac(Short(&d), mac(&k)).unwrap();
+            assert_eq!(bytes, n as u64);
+            assert!(only.verify_slice(&one_tag).is_ok(), "n={n}");
         }
     }
 
@@ -249,20 +277,41 @@ mod tests {
         for pos in [0, CHUNK, d.len() - 1] {
             let mut t = d.clone();
             t[pos] ^= 0x01;
-            assert!(stream(&t[..], mac(&k)).unwrap().mac.verify_slice(&tag).is_err());
+            assert!(stream(&t[..], mac(&k))
+                .unwrap()
+                .mac
+                .verify_slice(&tag)
+                .is_err());
         }
-        assert!(stream(&d[..d.len() - 1], mac(&k)).unwrap().mac.verify_slice(&tag).is_err());
+        assert!(stream(&d[..d.len() - 1], mac(&k))
+            .unwrap()
+            .mac
+            .verify_slice(&tag)
+            .is_err());
         let mut longer = d.clone();
         longer.push(0);
-        assert!(stream(&longer[..], mac(&k)).unwrap().mac.verify_slice(&tag).is_err());
-        assert!(stream(&d[..], mac(&key(3))).unwrap().mac.verify_slice(&tag).is_err());
-        assert!(stream(&d[..], mac(&k)).unwrap().mac.verify_slice(&tag).is_ok());
+        assert!(stream(&longer[..], mac(&k))
+            .unwrap()
+            .mac
+            .verify_slice(&tag)
+            .is_err());
+        assert!(stream(&d[..], mac(&key(3)))
+            .unwrap()
+            .mac
+            .verify_slice(&tag)
+            .is_err());
+        assert!(stream(&d[..], mac(&k))
+            .unwrap()
+            .mac
+            .verify_slice(&tag)
+            .is_ok());
     }
 
     #[test]
     fn canonical_is_key_order_independent() {
         let a = json!({"b": 1, "a": [true, null, "x\n\"y"], "c": {"z": 1, "y": 2}});
-        let b: Value = serde_json::from_str(r#"{"c":{"y":2,"z":1},"a":[true,null,"x\n\"y"],"b":1}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"c":{"y":2,"z":1},"a":[true,null,"x\n\"y"],"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
         assert_eq!(
             String::from_utf8(canonical_json(&a)).unwrap(),
@@ -278,7 +327,11 @@ mod tests {
         meta["signature"] = Value::String(super::super::name::hex(&sig));
         assert!(verify_metadata(&k, &meta));
         assert!(!verify_metadata(&key(5), &meta));
-        for (field, value) in [("name", json!("b")), ("bytes", json!(11)), ("extra", json!(1))] {
+        for (field, value) in [
+            ("name", json!("b")),
+            ("bytes", json!(11)),
+            ("extra", json!(1)),
+        ] {
             let mut t = meta.clone();
             t[field] = value;
             assert!(!verify_metadata(&k, &t), "{field}");

@@ -133,6 +133,11 @@ impl Engine {
         self.execution(id).await
     }
 
+    /// The prompt of an unanswered `input()` of a running execution, if any.
+    pub fn live_input_prompt(&self, id: &str) -> Option<String> {
+        self.live().get(id)?.input_prompt.lock().ok()?.clone()
+    }
+
     /// Cancels: a pending execution is removed from the queue (`cancelled`); a running one is
     /// interrupted in the kernel (`interrupted`). Terminal executions are returned unchanged.
     pub async fn cancel(&self, id: &str) -> EngineResult<ExecutionView> {
@@ -213,6 +218,15 @@ impl Engine {
                     why.lines().next().unwrap_or("")
                 )
             });
+        let note = match note {
+            Some(n) => Some(
+                match crate::checkpoint::restore_offer(self, &session.path.rel).await {
+                    Some(offer) => format!("{n} {offer}"),
+                    None => n,
+                },
+            ),
+            None => None,
+        };
         self.record_kernel_metadata(session, &kernel).await;
         Ok((kernel, note))
     }

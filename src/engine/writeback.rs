@@ -113,7 +113,7 @@ pub async fn flush(
             for (w, targets) in plan {
                 match nb.cell_index(&w.cell_id) {
                     Some(i) => {
-                        nb.cells[i].outputs = w.outputs;
+                        nb.cells[i].outputs = crate::assets::offload_for_file(&path.rel, w.outputs);
                         nb.cells[i].execution_count = w.execution_count;
                     }
                     None => notes.push(format!(

@@ -1,14 +1,23 @@
 //! Tool results: the `structuredContent` shapes (with JSON Schemas for `outputSchema`) and the
 //! conversion from engine views. Only this layer knows these shapes (convert at the edge).
+//!
+//! Outputs are rendered for the agent (SPEC §4) with `jmcp_outputs::render_with` and the
+//! installed asset store: text bounded per cell (head and tail, the total size, and a
+//! `read_asset` hint to page through the rest), PNG/JPEG as image content (downscaled past the
+//! configured size), other rich types as a one-line description and a URI; every asset also
+//! comes back as an MCP resource link. Rendering stores assets and renews their leases, so it
+//! does blocking I/O: it runs through `assets::blocking`.
 
-use rmcp::model::{CallToolResult, ContentBlock as Content};
+use std::collections::HashSet;
+
+use rmcp::model::{CallToolResult, ContentBlock as Content, Resource};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::{CellView, ExecutionView, KernelView};
 use crate::store::Status;
-use jmcp_outputs::{render, RenderOptions, Rendered};
+use jmcp_outputs::{render, render_with, RenderOptions, Rendered};
 
 /// One output of a cell, bounded for an agent (SPEC §3 "Results").
 #[derive(Debug, Serialize, JsonSchema)]
@@ -30,9 +39,24 @@ pub struct OutputEntry {
     /// Present when `text` was cut: bytes shown and the full size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<TruncatedInfo>,
-    /// Resource URI of the full content, when stored as an asset.
+    /// Resource URI where the full content lives: the whole text when `text` was cut, else the
+    /// main rich content (image, HTML, ...). Read it with read_asset or resources/read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
+    /// Every stored asset of this output (one per mime type, and the whole text when cut).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<AssetEntry>,
+}
+
+/// One stored asset of an output.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AssetEntry {
+    /// Mime type of the stored content (text/plain for a cut text).
+    pub mime_type: String,
+    /// Resource URI (jupyter-mcp://assets/...).
+    pub uri: String,
+    /// Size in bytes.
+    pub bytes: usize,
 }
 
 /// How much of a text was shown.
@@ -42,6 +66,12 @@ pub struct TruncatedInfo {
     pub shown_bytes: usize,
     /// Size of the whole text in bytes.
     pub total_bytes: usize,
+    /// Line of the whole text where the omitted part starts: read_asset(asset, offset=this).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+    /// Lines in the whole text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_lines: Option<usize>,
 }
 
 /// The error of a failed execution.
@@ -93,7 +123,8 @@ pub struct ExecutionResult {
     pub input_prompt: Option<String>,
 }
 
-/// Bounded rendering of one execution: structured result, compact text, images.
+/// Bounded rendering of one execution: structured result, compact text, and the extra content
+/// blocks (images, then resource links to the assets).
 pub struct RenderedExecution {
     pub result: ExecutionResult,
     pub text: String,
@@ -112,8 +143,19 @@ fn entries(r: &Rendered) -> Vec<OutputEntry> {
             truncated: o.truncated.as_ref().map(|t| TruncatedInfo {
                 shown_bytes: t.shown_bytes,
                 total_bytes: t.total_bytes,
+                next_offset: o.next_offset,
+                total_lines: o.total_lines,
             }),
             asset: o.asset.clone(),
+            assets: o
+                .assets
+                .iter()
+                .map(|a| AssetEntry {
+                    mime_type: a.mime_type.clone(),
+                    uri: a.uri.clone(),
+                    bytes: a.bytes,
+                })
+                .collect(),
         })
         .collect()
 }
@@ -125,10 +167,76 @@ fn images(r: &Rendered) -> Vec<Content> {
         .collect()
 }
 
+/// One resource link per distinct asset of the outputs, described by where it came from.
+fn resource_links(r: &Rendered, origin: &str) -> Vec<Content> {
+    let mut seen = HashSet::new();
+    let mut links = Vec::new();
+    for (i, o) in r.outputs.iter().enumerate() {
+        for a in &o.assets {
+            if !seen.insert(a.uri.clone()) {
+                continue;
+            }
+            let name = a.uri.rsplit('/').next().unwrap_or(&a.uri).to_string();
+            let what = if o.truncated.is_some() && a.mime_type == "text/plain" {
+                "whole text"
+            } else {
+                a.mime_type.as_str()
+            };
+            links.push(Content::resource_link(
+                Resource::new(a.uri.clone(), name)
+                    .with_mime_type(a.mime_type.clone())
+                    .with_size(a.bytes as u64)
+                    .with_description(format!("{what} of output {i} of {origin}")),
+            ));
+        }
+    }
+    links
+}
+
+/// Renders outputs with the installed asset store (or without assets when none is).
+fn render_outputs(
+    outputs: &[Value],
+    max_text_bytes: usize,
+    notebook: &str,
+    execution_id: Option<&str>,
+) -> Rendered {
+    let opts = RenderOptions { max_text_bytes };
+    match crate::assets::current() {
+        Some(assets) => crate::assets::blocking(|| {
+            render_with(outputs, &opts, &mut assets.sink(notebook, execution_id))
+        }),
+        None => render(outputs, &opts),
+    }
+}
+
+/// Traceback frames, ANSI-stripped; bounded like the output text when they exceed the bound
+/// (the error output's entry and asset have the rest).
+fn traceback(e: &Value, max_text_bytes: usize) -> Vec<String> {
+    let frames: Vec<String> = e
+        .get("traceback")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(jmcp_outputs::strip_ansi)
+                .collect()
+        })
+        .unwrap_or_default();
+    let total: usize = frames.iter().map(|f| f.len() + 1).sum();
+    if total <= max_text_bytes {
+        return frames;
+    }
+    let (bounded, _) = jmcp_outputs::bound_text(
+        &frames.join("\n"),
+        max_text_bytes.saturating_sub(jmcp_outputs::MARKER_MAX_BYTES),
+    );
+    bounded.lines().map(str::to_owned).collect()
+}
+
 /// Renders an execution for the agent with the per-cell text bound.
 pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecution {
     let rec = &view.record;
-    let r = render(&rec.outputs, &RenderOptions { max_text_bytes });
+    let r = render_outputs(&rec.outputs, max_text_bytes, &rec.notebook, Some(&rec.id));
     let error = rec.error.as_ref().map(|e| ErrorEntry {
         ename: e
             .get("ename")
@@ -140,16 +248,7 @@ pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecuti
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string(),
-        traceback: e
-            .get("traceback")
-            .and_then(Value::as_array)
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .map(jmcp_outputs::strip_ansi)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        traceback: traceback(e, max_text_bytes),
     });
     let mut text = format!(
         "execution {} [{}]{}",
@@ -185,6 +284,8 @@ pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecuti
     if let Some(n) = &rec.note {
         text.push_str(&format!("note: {n}\n"));
     }
+    let mut extra = images(&r);
+    extra.extend(resource_links(&r, &format!("execution {}", rec.id)));
     RenderedExecution {
         result: ExecutionResult {
             execution_id: rec.id.clone(),
@@ -201,7 +302,7 @@ pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecuti
             input_prompt: view.input_prompt.clone(),
         },
         text,
-        images: images(&r),
+        images: extra,
     }
 }
 
@@ -226,12 +327,18 @@ pub struct CellEntry {
     pub tags: Vec<String>,
 }
 
-/// Renders one cell for read_notebook; `mode` is none/summary/full.
-pub fn cell(c: &CellView, mode: &str, max_text_bytes: usize) -> (CellEntry, String, Vec<Content>) {
+/// Renders one cell of `notebook` for read_notebook; `mode` is none/summary/full. The extra
+/// content is the cell's images ("full" only) and resource links to its assets.
+pub fn cell(
+    notebook: &str,
+    c: &CellView,
+    mode: &str,
+    max_text_bytes: usize,
+) -> (CellEntry, String, Vec<Content>) {
     let r = if mode == "none" {
         None
     } else {
-        Some(render(&c.outputs, &RenderOptions { max_text_bytes }))
+        Some(render_outputs(&c.outputs, max_text_bytes, notebook, None))
     };
     let mut text = format!(
         "--- [{}] {} {}{}\n{}\n",
@@ -252,10 +359,13 @@ pub fn cell(c: &CellView, mode: &str, max_text_bytes: usize) -> (CellEntry, Stri
             }
         }
     }
-    let imgs = match (&r, mode) {
+    let mut imgs = match (&r, mode) {
         (Some(r), "full") => images(r),
         _ => vec![],
     };
+    if let Some(r) = &r {
+        imgs.extend(resource_links(r, &format!("cell {} of {notebook}", c.id)));
+    }
     (
         CellEntry {
             id: c.id.clone(),
@@ -315,4 +425,47 @@ pub fn ok<T: Serialize>(value: &T, text: String, extra: Vec<Content>) -> CallToo
 /// A tool failure the agent can act on (`isError: true`).
 pub fn fail(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![Content::text(message.into())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn long_tracebacks_are_bounded() {
+        let short = json!({"traceback": ["\u{1b}[31mValueError\u{1b}[0m: x"]});
+        assert_eq!(traceback(&short, 8192), vec!["ValueError: x".to_string()]);
+        let frames: Vec<String> = (0..2000).map(|i| format!("frame {i}")).collect();
+        let long = json!({ "traceback": frames });
+        let t = traceback(&long, 1000);
+        assert!(
+            t.iter().map(|f| f.len() + 1).sum::<usize>() <= 1000,
+            "{t:?}"
+        );
+        assert_eq!(t.first().map(String::as_str), Some("frame 0"));
+        assert_eq!(t.last().map(String::as_str), Some("frame 1999"));
+        assert!(t.iter().any(|f| f.contains("bytes omitted")));
+    }
+
+    #[test]
+    fn one_resource_link_per_asset() {
+        let outputs = vec![json!({"output_type": "stream", "name": "stdout", "text": "x"})];
+        let mut r = render(&outputs, &RenderOptions::default());
+        let asset = jmcp_outputs::AssetRef {
+            mime_type: "text/plain".into(),
+            uri: "jupyter-mcp://assets/0123456789abcdef/aa.txt".into(),
+            bytes: 5,
+        };
+        r.outputs[0].assets = vec![asset.clone(), asset];
+        let links = resource_links(&r, "execution e");
+        assert_eq!(links.len(), 1);
+        let link = links[0].as_resource_link().expect("a resource link");
+        assert_eq!(link.name, "aa.txt");
+        assert_eq!(link.size, Some(5));
+        assert_eq!(
+            link.description.as_deref(),
+            Some("text/plain of output 0 of execution e")
+        );
+    }
 }

@@ -27,9 +27,14 @@ pub struct JupyterMcp {
 impl JupyterMcp {
     /// A service over `engine`.
     pub fn new(engine: Engine) -> JupyterMcp {
+        let assets_router = Self::assets_router(&engine);
         JupyterMcp {
             engine,
-            tool_router: Self::notebook_router() + Self::exec_router() + Self::kernel_router(),
+            tool_router: Self::notebook_router()
+                + Self::exec_router()
+                + Self::kernel_router()
+                + Self::checkpoint_router()
+                + assets_router,
         }
     }
 
@@ -54,11 +59,34 @@ pub(crate) fn tool_error(e: EngineError) -> rmcp::model::CallToolResult {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for JupyterMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "jupyter-mcp",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "jupyter-mcp",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Assets as resources (see `resources`).
+    async fn list_resources(
+        &self,
+        request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, rmcp::ErrorData> {
+        super::resources::list(request).await
+    }
+
+    /// One asset's content (see `resources`).
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData> {
+        super::resources::read(request).await.map(Into::into)
     }
 }

@@ -76,27 +76,6 @@ impl JupyterMcp {
             .map_err(tool_error)
     }
 
-    async fn run_and_wait(
-        &self,
-        path: &RootedPath,
-        item: SubmitItem,
-        timeout: Duration,
-        progress: &Progress,
-    ) -> CallToolResult {
-        let ids = match self.engine.submit(path, vec![item], false, true).await {
-            Ok(ids) => ids,
-            Err(e) => return tool_error(e),
-        };
-        let deadline = Instant::now() + timeout;
-        match self
-            .wait_reporting(&ids[0], deadline, progress, 0, None)
-            .await
-        {
-            Ok(view) => self.execution_result(&view),
-            Err(e) => tool_error(e),
-        }
-    }
-
     /// Waits for an execution until `deadline`; when the client asked for progress, sends
     /// `notifications/progress` about once a second meanwhile (MCP spec "Progress").
     async fn wait_reporting(
@@ -153,110 +132,70 @@ impl JupyterMcp {
             let _ = peer.notify_progress(p).await;
         }
     }
-}
 
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// The client's progress token and a handle to notify it, when it sent one.
-pub(crate) struct Progress(Option<(ProgressToken, Peer<RoleServer>)>);
-
-impl Progress {
-    fn from_ctx(ctx: &RequestContext<RoleServer>) -> Progress {
-        Progress(ctx.meta.get_progress_token().map(|t| (t, ctx.peer.clone())))
-    }
-}
-
-#[tool_router(router = exec_router, vis = "pub(crate)")]
-impl JupyterMcp {
-    /// Run one code cell in the notebook's kernel and return its outputs. If it takes longer than timeout_s the call returns status "running" with an execution_id while the cell keeps running (poll with get_execution). An exception in the cell is status "failed" with the error, not a tool failure.
-    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
-    async fn execute_cell(
+    /// Validates an execute_cell request and queues it; returns the execution id.
+    pub(crate) async fn submit_cell(
         &self,
-        Parameters(a): Parameters<ExecuteCellArgs>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
-        let cell = match self.engine.cell(&path, a.cell_id.as_deref(), a.index).await {
-            Ok(c) => c,
-            Err(e) => return Ok(tool_error(e)),
-        };
+        a: &ExecuteCellArgs,
+    ) -> Result<(RootedPath, String), CallToolResult> {
+        let path = self.path(&a.notebook)?;
+        let cell = self
+            .engine
+            .cell(&path, a.cell_id.as_deref(), a.index)
+            .await
+            .map_err(tool_error)?;
         if cell.cell_type != "code" {
-            return Ok(tool_error(EngineError::NotCode {
+            return Err(tool_error(EngineError::NotCode {
                 cell_id: cell.id,
                 cell_type: cell.cell_type,
             }));
         }
-        if let Err(e) = self.check_kernel(&path) {
-            return Ok(e);
-        }
+        self.check_kernel(&path)?;
         let item = SubmitItem {
             cell_id: Some(cell.id),
             code: cell.source,
             allow_error: true,
         };
-        Ok(self
-            .run_and_wait(
-                &path,
-                item,
-                wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S),
-                &Progress::from_ctx(&ctx),
-            )
-            .await)
+        let ids = self
+            .engine
+            .submit(&path, vec![item], false, true)
+            .await
+            .map_err(tool_error)?;
+        Ok((path, ids[0].clone()))
     }
 
-    /// Run code in the notebook's kernel without adding it to the notebook (for quick checks: df.shape, installed versions, ...). Same result shape as execute_cell.
-    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
-    async fn execute_code(
+    /// Validates an execute_code request and queues it; returns the execution id.
+    pub(crate) async fn submit_code(
         &self,
-        Parameters(a): Parameters<ExecuteCodeArgs>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        a: &ExecuteCodeArgs,
+    ) -> Result<(RootedPath, String), CallToolResult> {
+        let path = self.path(&a.notebook)?;
         if !path.abs.exists() {
-            return Ok(tool_error(EngineError::NotebookMissing {
+            return Err(tool_error(EngineError::NotebookMissing {
                 notebook: path.rel,
             }));
         }
-        if let Err(e) = self.check_kernel(&path) {
-            return Ok(e);
-        }
+        self.check_kernel(&path)?;
         let item = SubmitItem {
             cell_id: None,
-            code: a.code,
+            code: a.code.clone(),
             allow_error: true,
         };
-        Ok(self
-            .run_and_wait(
-                &path,
-                item,
-                wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S),
-                &Progress::from_ctx(&ctx),
-            )
-            .await)
+        let ids = self
+            .engine
+            .submit(&path, vec![item], false, true)
+            .await
+            .map_err(tool_error)?;
+        Ok((path, ids[0].clone()))
     }
 
-    /// Run every code cell of the notebook in order, as Jupyter's "Run All" does. Cells tagged skip-execution and empty cells are skipped; with stop_on_error (default) the rest is cancelled at the first error, except after cells tagged raises-exception. Waits up to timeout_s, then returns what is done; poll the rest with get_execution.
-    #[tool(output_schema = schema_for_output::<RunAllResult>())]
-    async fn run_all_cells(
+    /// Queues every runnable code cell as one batch (nbclient rules for what is skipped).
+    pub(crate) async fn submit_all(
         &self,
-        Parameters(a): Parameters<RunAllArgs>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
-        let progress = Progress::from_ctx(&ctx);
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
-        let cells = match self.engine.all_cells(&path).await {
-            Ok(c) => c,
-            Err(e) => return Ok(tool_error(e)),
-        };
+        a: &RunAllArgs,
+    ) -> Result<(Vec<String>, Vec<SkippedCell>), CallToolResult> {
+        let path = self.path(&a.notebook)?;
+        let cells = self.engine.all_cells(&path).await.map_err(tool_error)?;
         let mut items = Vec::new();
         let mut skipped = Vec::new();
         for c in cells {
@@ -283,25 +222,43 @@ impl JupyterMcp {
             }
         }
         if !items.is_empty() {
-            if let Err(e) = self.check_kernel(&path) {
-                return Ok(e);
-            }
+            self.check_kernel(&path)?;
         }
-        let ids = match self
+        let ids = self
             .engine
             .submit(&path, items, true, a.stop_on_error.unwrap_or(true))
             .await
-        {
-            Ok(ids) => ids,
-            Err(e) => return Ok(tool_error(e)),
-        };
-        let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
+            .map_err(tool_error)?;
+        Ok((ids, skipped))
+    }
+
+    /// Waits for one execution until `deadline` and renders it.
+    pub(crate) async fn wait_result(
+        &self,
+        id: &str,
+        deadline: Instant,
+        progress: &Progress,
+    ) -> CallToolResult {
+        match self.wait_reporting(id, deadline, progress, 0, None).await {
+            Ok(view) => self.execution_result(&view),
+            Err(e) => tool_error(e),
+        }
+    }
+
+    /// Waits for a batch until `deadline` and renders what is done.
+    pub(crate) async fn run_all_result(
+        &self,
+        ids: &[String],
+        skipped: Vec<SkippedCell>,
+        deadline: Instant,
+        progress: &Progress,
+    ) -> CallToolResult {
         let mut executions = Vec::new();
         let mut text = format!("queued {} cell(s), skipped {}\n", ids.len(), skipped.len());
         let mut images: Vec<Content> = Vec::new();
         for (done, id) in ids.iter().enumerate() {
             match self
-                .wait_reporting(id, deadline, &progress, done, Some(ids.len()))
+                .wait_reporting(id, deadline, progress, done, Some(ids.len()))
                 .await
             {
                 Ok(view) => {
@@ -310,7 +267,7 @@ impl JupyterMcp {
                     images.extend(r.images);
                     executions.push(r.result);
                 }
-                Err(e) => return Ok(tool_error(e)),
+                Err(e) => return tool_error(e),
             }
         }
         let unfinished = executions
@@ -318,16 +275,89 @@ impl JupyterMcp {
             .filter(|e| !e.status.is_terminal())
             .count();
         if unfinished > 0 {
-            text.push_str(&format!("{unfinished} execution(s) still pending or running: poll them with get_execution\n"));
+            text.push_str(&format!(
+                "{unfinished} execution(s) still pending or running: poll them with get_execution\n"
+            ));
         }
-        Ok(ok(
+        ok(
             &RunAllResult {
                 executions,
                 skipped,
             },
             text,
             images,
-        ))
+        )
+    }
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The client's progress token and a handle to notify it, when it sent one.
+pub(crate) struct Progress(Option<(ProgressToken, Peer<RoleServer>)>);
+
+impl Progress {
+    /// No progress reporting.
+    pub(crate) fn none() -> Progress {
+        Progress(None)
+    }
+
+    fn from_ctx(ctx: &RequestContext<RoleServer>) -> Progress {
+        Progress(ctx.meta.get_progress_token().map(|t| (t, ctx.peer.clone())))
+    }
+}
+
+#[tool_router(router = exec_router, vis = "pub(crate)")]
+impl JupyterMcp {
+    /// Run one code cell in the notebook's kernel and return its outputs. If it takes longer than timeout_s the call returns status "running" with an execution_id while the cell keeps running (poll with get_execution). An exception in the cell is status "failed" with the error, not a tool failure.
+    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
+    async fn execute_cell(
+        &self,
+        Parameters(a): Parameters<ExecuteCellArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let (_, id) = match self.submit_cell(&a).await {
+            Ok(x) => x,
+            Err(e) => return Ok(e),
+        };
+        let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
+        Ok(self
+            .wait_result(&id, deadline, &Progress::from_ctx(&ctx))
+            .await)
+    }
+
+    /// Run code in the notebook's kernel without adding it to the notebook (for quick checks: df.shape, installed versions, ...). Same result shape as execute_cell.
+    #[tool(output_schema = schema_for_output::<ExecutionResult>())]
+    async fn execute_code(
+        &self,
+        Parameters(a): Parameters<ExecuteCodeArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let (_, id) = match self.submit_code(&a).await {
+            Ok(x) => x,
+            Err(e) => return Ok(e),
+        };
+        let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
+        Ok(self
+            .wait_result(&id, deadline, &Progress::from_ctx(&ctx))
+            .await)
+    }
+
+    /// Run every code cell of the notebook in order, as Jupyter's "Run All" does. Cells tagged skip-execution and empty cells are skipped; with stop_on_error (default) the rest is cancelled at the first error, except after cells tagged raises-exception. Waits up to timeout_s, then returns what is done; poll the rest with get_execution.
+    #[tool(output_schema = schema_for_output::<RunAllResult>())]
+    async fn run_all_cells(
+        &self,
+        Parameters(a): Parameters<RunAllArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let progress = Progress::from_ctx(&ctx);
+        let (ids, skipped) = match self.submit_all(&a).await {
+            Ok(x) => x,
+            Err(e) => return Ok(e),
+        };
+        let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
+        Ok(self
+            .run_all_result(&ids, skipped, deadline, &progress)
+            .await)
     }
 
     /// Get an execution's status and outputs by execution_id; with wait_s, wait up to that many seconds for it to finish first.

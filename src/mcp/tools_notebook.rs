@@ -175,7 +175,7 @@ impl JupyterMcp {
                     let mut entries = Vec::new();
                     let mut images = Vec::new();
                     for c in &cells {
-                        let (entry, t, imgs) = results::cell(c, &mode, self.max_text());
+                        let (entry, t, imgs) = results::cell(&path.rel, c, &mode, self.max_text());
                         text.push_str(&t);
                         entries.push(entry);
                         images.extend(imgs);

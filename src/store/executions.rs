@@ -231,10 +231,14 @@ pub fn mark_running(
         "UPDATE executions SET status = 'running', kernel_session = ?2, msg_id = ?3,
             started_at = ?4 WHERE id = ?1 AND status = 'pending' RETURNING {COLUMNS}"
     );
-    conn.query_row(&sql, params![id, kernel_session, msg_id, super::now()], from_row)
-        .optional()?
-        .map(decode)
-        .transpose()
+    conn.query_row(
+        &sql,
+        params![id, kernel_session, msg_id, super::now()],
+        from_row,
+    )
+    .optional()?
+    .map(decode)
+    .transpose()
 }
 
 /// Records the outputs received so far of a running execution.
@@ -322,6 +326,14 @@ pub fn in_order(conn: &Connection, status: Status) -> Result<Vec<ExecutionRecord
     rows.map(|r| decode(r?)).collect()
 }
 
+/// The executions of a `run_all_cells` batch, in order.
+pub fn by_batch(conn: &Connection, batch: &str) -> Result<Vec<ExecutionRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM executions WHERE batch_id = ?1 ORDER BY seq");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![batch], from_row)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
 /// `running -> pending` (for `--recover retry`): it will be sent again.
 pub fn requeue(conn: &Connection, id: &str, note: &str) -> Result<bool, StoreError> {
     let n = conn.execute(
@@ -369,7 +381,9 @@ mod tests {
         let (_d, mut c) = db();
         insert_pending(&mut c, &[new("e1", None)]).unwrap();
         assert_eq!(get(&c, "e1").unwrap().unwrap().status, Status::Pending);
-        let running = mark_running(&c, "e1", "k1", "m1").unwrap().expect("was pending");
+        let running = mark_running(&c, "e1", "k1", "m1")
+            .unwrap()
+            .expect("was pending");
         assert_eq!(running.status, Status::Running);
         assert_eq!(running.msg_id.as_deref(), Some("m1"));
         assert!(

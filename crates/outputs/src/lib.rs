@@ -14,8 +14,7 @@ mod text;
 pub use accumulate::{apply_display_update, output_from_msg, Applied, Finished, OutputAccumulator};
 pub use coalesce::{apply_carriage_returns, coalesce_streams, Coalesced};
 pub use render::{
-    bound_text, count_lines, cut_points, describe, format_size, full_text, group_digits,
-    multiline, render, render_with, strip_ansi, AssetLink, AssetRef, AssetSink, ErrorInfo,
-    ImageContent, NoAssets, RenderOptions, Rendered, RenderedOutput, Truncated,
-    MARKER_MAX_BYTES,
+    bound_text, count_lines, cut_points, describe, format_size, full_text, group_digits, multiline,
+    render, render_with, strip_ansi, AssetLink, AssetRef, AssetSink, ErrorInfo, ImageContent,
+    NoAssets, RenderOptions, Rendered, RenderedOutput, Truncated, MARKER_MAX_BYTES,
 };
