@@ -85,6 +85,7 @@ async fn run_one(
             return Ok(());
         }
     };
+    let t0 = Instant::now();
     let msg_id = uuid::Uuid::new_v4().to_string();
     let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
     let Some(rec) = engine
@@ -108,10 +109,12 @@ async fn run_one(
         stop_on_error: !rec.allow_error,
         ..ExecuteOptions::default()
     };
+    let t_running = t0.elapsed();
     let outcome = drive(
         engine, session, &kernel, &rec, &running, &msg_id, opts, pending,
     )
     .await;
+    let t_kernel = t0.elapsed();
     if let Ok(mut r) = session.running.lock() {
         *r = None;
     }
@@ -161,6 +164,13 @@ async fn run_one(
         .store()
         .call(move |c| store::executions::finish(c, &finished))
         .await?;
+    tracing::debug!(
+        execution = %id,
+        mark_running_us = t_running.as_micros() as u64,
+        kernel_us = (t_kernel - t_running).as_micros() as u64,
+        finish_us = (t0.elapsed() - t_kernel).as_micros() as u64,
+        "execution timings"
+    );
     if updated {
         engine.live().finish(&done);
     } else {

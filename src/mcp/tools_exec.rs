@@ -332,14 +332,22 @@ impl JupyterMcp {
         Parameters(a): Parameters<ExecuteCodeArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
+        let t0 = Instant::now();
         let (_, id) = match self.submit_code(&a).await {
             Ok(x) => x,
             Err(e) => return Ok(e),
         };
+        let t_submit = t0.elapsed();
         let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
-        Ok(self
+        let r = self
             .wait_result(&id, deadline, &Progress::from_ctx(&ctx))
-            .await)
+            .await;
+        tracing::debug!(
+            submit_us = t_submit.as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "tool timings"
+        );
+        Ok(r)
     }
 
     /// Run every code cell of the notebook in order, as Jupyter's "Run All" does. Cells tagged skip-execution and empty cells are skipped; with stop_on_error (default) the rest is cancelled at the first error, except after cells tagged raises-exception. Waits up to timeout_s, then returns what is done; poll the rest with get_execution.
