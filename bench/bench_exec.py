@@ -38,50 +38,20 @@ BINARY = Path(os.environ.get("JUPYTER_MCP_BIN", REPO / "target" / "release" / "j
 # PID -> /proc start time of every kernel this script learns about.
 KERNELS: dict[int, int | None] = {}
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from helpers import PidTracker  # noqa: E402
+
+_TRACKER = PidTracker()
+_TRACKER.pids = KERNELS
+remember = _TRACKER.remember
+stop_kernels = _TRACKER.stop
+
+
 
 # ---------------------------------------------------------------------------------- util
 
 
-def start_time(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rindex(")") + 2 :].split()
-    return None if rest[0] == "Z" else int(rest[19])
 
-
-def remember(pid: int | None) -> None:
-    if isinstance(pid, int) and pid > 1 and pid not in KERNELS:
-        KERNELS[pid] = start_time(pid)
-
-
-def stop_kernels(grace: float = 5.0) -> None:
-    """SIGTERM each remembered kernel's process group (never ours), SIGKILL after `grace`."""
-
-    def alive(pid: int) -> bool:
-        st = start_time(pid)
-        return st is not None and st == KERNELS[pid]
-
-    def signal_group(pid: int, sig: int) -> None:
-        try:
-            pgid = os.getpgid(pid)
-            if pgid > 1 and pgid != os.getpgrp():
-                os.killpg(pgid, sig)
-            else:
-                os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    live = [p for p in KERNELS if alive(p)]
-    for pid in live:
-        signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(p) for p in live):
-        time.sleep(0.05)
-    for pid in live:
-        if alive(pid):
-            signal_group(pid, signal.SIGKILL)
 
 
 def pct(samples: list[float], q: float) -> float:

@@ -5,6 +5,17 @@
 // it is returned to the client at once, never propagated, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+/// Inside a tool: unwraps `Result<T, CallToolResult>`, answering the call with the failure
+/// result (`isError: true`) when it is one.
+macro_rules! tool_try {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(failure) => return Ok(failure),
+        }
+    };
+}
+
 mod params;
 mod resources;
 mod results;

@@ -45,6 +45,14 @@ impl JupyterMcp {
             .map_err(|e| fail(e.to_string()))
     }
 
+    /// Resolves an optional notebook filter to its root-relative path.
+    pub(crate) fn optional_notebook(
+        &self,
+        notebook: Option<&str>,
+    ) -> Result<Option<String>, rmcp::model::CallToolResult> {
+        notebook.map(|n| self.path(n).map(|p| p.rel)).transpose()
+    }
+
     /// Bound on text per cell.
     pub(crate) fn max_text(&self) -> usize {
         self.engine.config().max_text_bytes

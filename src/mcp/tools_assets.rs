@@ -165,16 +165,10 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ReadAssetArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let store = match store() {
-            Ok(s) => s,
-            Err(e) => return Ok(e),
-        };
+        let store = tool_try!(store());
         let s = store.clone();
         let reference = a.asset.clone();
-        let content = match off_thread(move || s.read(&reference)).await {
-            Ok(c) => c,
-            Err(e) => return Ok(e),
-        };
+        let content = tool_try!(off_thread(move || s.read(&reference)).await);
         let mut result = AssetRead {
             asset: content.uri.clone(),
             mime_type: content.mime_type.clone(),
@@ -244,21 +238,12 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ListAssetsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = match a.notebook.as_deref().map(|n| self.path(n)).transpose() {
-            Ok(p) => p.map(|p| p.rel),
-            Err(e) => return Ok(e),
-        };
-        let store = match store() {
-            Ok(s) => s,
-            Err(e) => return Ok(e),
-        };
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let store = tool_try!(store());
         let offset = a.offset.unwrap_or(0);
         let limit = a.limit.unwrap_or(100).clamp(1, 1000);
         let (rows, total) =
-            match off_thread(move || store.list(notebook.as_deref(), offset, limit)).await {
-                Ok(r) => r,
-                Err(e) => return Ok(e),
-            };
+            tool_try!(off_thread(move || store.list(notebook.as_deref(), offset, limit)).await);
         let mut text = format!(
             "{total} asset(s){}\n",
             if rows.len() < total {
@@ -302,22 +287,12 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<PruneAssetsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = match a.notebook.as_deref().map(|n| self.path(n)).transpose() {
-            Ok(p) => p.map(|p| p.rel),
-            Err(e) => return Ok(e),
-        };
-        let store = match store() {
-            Ok(s) => s,
-            Err(e) => return Ok(e),
-        };
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let store = tool_try!(store());
         let dry_run = a.dry_run.unwrap_or(false);
-        let report =
-            match off_thread(move || store.prune(notebook.as_deref(), dry_run, chrono::Utc::now()))
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return Ok(e),
-            };
+        let report = tool_try!(
+            off_thread(move || store.prune(notebook.as_deref(), dry_run, chrono::Utc::now())).await
+        );
         let mut result = PruneResult {
             dry_run: report.dry_run,
             now: report.now,

@@ -150,18 +150,7 @@ impl JupyterMcp {
                 cell_type: cell.cell_type,
             }));
         }
-        self.check_kernel(&path)?;
-        let item = SubmitItem {
-            cell_id: Some(cell.id),
-            code: cell.source,
-            allow_error: true,
-        };
-        let ids = self
-            .engine
-            .submit(&path, vec![item], false, true)
-            .await
-            .map_err(tool_error)?;
-        Ok((path, ids[0].clone()))
+        self.submit_one(path, Some(cell.id), cell.source).await
     }
 
     /// Validates an execute_code request and queues it; returns the execution id.
@@ -175,10 +164,20 @@ impl JupyterMcp {
                 notebook: path.rel,
             }));
         }
+        self.submit_one(path, None, a.code.clone()).await
+    }
+
+    /// Checks the kernel can run and queues one execution (not part of a batch).
+    async fn submit_one(
+        &self,
+        path: RootedPath,
+        cell_id: Option<String>,
+        code: String,
+    ) -> Result<(RootedPath, String), CallToolResult> {
         self.check_kernel(&path)?;
         let item = SubmitItem {
-            cell_id: None,
-            code: a.code.clone(),
+            cell_id,
+            code,
             allow_error: true,
         };
         let ids = self
@@ -315,10 +314,7 @@ impl JupyterMcp {
         Parameters(a): Parameters<ExecuteCellArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let (_, id) = match self.submit_cell(&a).await {
-            Ok(x) => x,
-            Err(e) => return Ok(e),
-        };
+        let (_, id) = tool_try!(self.submit_cell(&a).await);
         let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
         Ok(self
             .wait_result(&id, deadline, &Progress::from_ctx(&ctx))
@@ -333,10 +329,7 @@ impl JupyterMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let t0 = Instant::now();
-        let (_, id) = match self.submit_code(&a).await {
-            Ok(x) => x,
-            Err(e) => return Ok(e),
-        };
+        let (_, id) = tool_try!(self.submit_code(&a).await);
         let t_submit = t0.elapsed();
         let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
         let r = self
@@ -358,10 +351,7 @@ impl JupyterMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let progress = Progress::from_ctx(&ctx);
-        let (ids, skipped) = match self.submit_all(&a).await {
-            Ok(x) => x,
-            Err(e) => return Ok(e),
-        };
+        let (ids, skipped) = tool_try!(self.submit_all(&a).await);
         let deadline = Instant::now() + wait_duration(a.timeout_s, DEFAULT_TIMEOUT_S);
         Ok(self
             .run_all_result(&ids, skipped, deadline, &progress)
@@ -404,10 +394,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ListExecutionsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = match a.notebook.as_deref().map(|n| self.path(n)).transpose() {
-            Ok(p) => p.map(|p| p.rel),
-            Err(e) => return Ok(e),
-        };
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
         let status = match a.status.as_deref().map(|s| Status::parse(s).ok_or(s)).transpose() {
             Ok(s) => s,
             Err(bad) => return Ok(fail(format!(
@@ -449,10 +436,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<SendInputArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(match self.engine.send_input(&path, &a.text).await {
             Ok(()) => ok(&InputSent { ok: true }, "input sent".into(), vec![]),
             Err(e) => tool_error(e),

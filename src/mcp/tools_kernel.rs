@@ -100,10 +100,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<StartKernelArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(kernel_result(
             self.engine
                 .start_kernel(&path, a.kernel_name.as_deref())
@@ -148,10 +145,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(kernel_result(
             self.engine.interrupt(&path).await,
             "interrupted",
@@ -164,10 +158,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(kernel_result(self.engine.restart(&path).await, "restarted"))
     }
 
@@ -177,10 +168,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(kernel_result(
             self.engine.shutdown_kernel(&path).await,
             "shut down",
@@ -193,10 +181,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(
             match self
                 .engine

@@ -106,10 +106,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<CreateNotebookArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         let cells = a
             .cells
             .unwrap_or_default()
@@ -149,10 +146,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ReadNotebookArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         let mode = a.outputs.unwrap_or_else(|| "summary".into());
         if !["none", "summary", "full"].contains(&mode.as_str()) {
             return Ok(results::fail(format!(
@@ -202,10 +196,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<InsertCellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         let position = match (a.index, a.after_cell_id) {
             (Some(_), Some(_)) => {
                 return Ok(results::fail("give index or after_cell_id, not both"))
@@ -238,10 +229,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<EditCellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(
             match self
                 .engine
@@ -265,10 +253,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<CellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(
             match self.engine.delete_cell(&path, a.cell_id.clone()).await {
                 Ok(notes) => changed(
@@ -288,10 +273,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<MoveCellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(
             match self
                 .engine
@@ -315,10 +297,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ClearOutputsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = match self.path(&a.notebook) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        };
+        let path = tool_try!(self.path(&a.notebook));
         Ok(match self.engine.clear_outputs(&path, a.cell_id).await {
             Ok(n) => ok(
                 &OutputsCleared {

@@ -218,3 +218,18 @@ def pids_mentioning(path: Path) -> dict[int, int | None]:
                     found[pid] = st
                 break
     return found
+
+
+class PidTracker:
+    """PIDs a script started (with their start times, so a reused PID is never signalled)."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, int | None] = {}
+
+    def remember(self, pid) -> None:
+        if isinstance(pid, int) and pid > 1 and pid not in self.pids:
+            self.pids[pid] = proc_start_time(pid)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM each one's process group, SIGKILL after `grace`."""
+        kill_pids(self.pids, grace)

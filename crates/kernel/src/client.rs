@@ -333,15 +333,7 @@ impl KernelClient {
     /// Marks the kernel dead (process exited, heartbeat lost): every open request gets
     /// [`KernelEvent::Died`] after its queued messages.
     pub fn mark_dead(&self, reason: impl Into<String>) {
-        let reason = reason.into();
-        self.inner.dead.send_if_modified(|d| {
-            if d.is_none() {
-                *d = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        self.inner.mark_dead(reason.into());
     }
 
     /// Why the kernel is dead, if it is.
@@ -431,6 +423,18 @@ impl KernelClient {
 }
 
 impl Inner {
+    /// The first reason wins; later ones are ignored.
+    fn mark_dead(&self, reason: String) {
+        self.dead.send_if_modified(|d| {
+            if d.is_none() {
+                *d = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     fn route(&self, msg: WireMessage) {
         if let Some(state) = msg.execution_state() {
             let state = state.to_string();
@@ -475,14 +479,7 @@ async fn read_loop<S: zeromq::SocketRecv>(
             Err(e) => {
                 tracing::debug!(?channel, "socket closed: {e}");
                 if let Some(inner) = inner.upgrade() {
-                    inner.dead.send_if_modified(|d| {
-                        if d.is_none() {
-                            *d = Some(format!("{channel:?} socket closed: {e}"));
-                            true
-                        } else {
-                            false
-                        }
-                    });
+                    inner.mark_dead(format!("{channel:?} socket closed: {e}"));
                 }
                 return;
             }
@@ -525,14 +522,7 @@ async fn heartbeat_loop(
         misses += 1;
         tracing::debug!(misses, "kernel heartbeat missed");
         if misses >= 5 {
-            inner.dead.send_if_modified(|d| {
-                if d.is_none() {
-                    *d = Some("the kernel stopped answering its heartbeat".into());
-                    true
-                } else {
-                    false
-                }
-            });
+            inner.mark_dead("the kernel stopped answering its heartbeat".into());
             return;
         }
         drop(inner);
