@@ -388,7 +388,7 @@ impl JupyterMcp {
         })
     }
 
-    /// List recent executions, optionally of one notebook and/or with one status.
+    /// List recent executions (status, cell, timing; no outputs: get_execution has them), optionally of one notebook and/or with one status.
     #[tool(output_schema = schema_for_output::<ExecutionList>())]
     async fn list_executions(
         &self,
@@ -411,7 +411,9 @@ impl JupyterMcp {
             Ok(rows) => {
                 let mut text = String::new();
                 let mut executions = Vec::new();
-                for rec in rows {
+                for mut rec in rows {
+                    // A listing summarises; outputs come with get_execution.
+                    rec.outputs.clear();
                     let view = ExecutionView {
                         record: rec,
                         input_prompt: None,
