@@ -34,23 +34,37 @@ pub async fn start_kernel(
     let guard = LAUNCH_LOCK.lock().await;
     let mut launched = launch(spec, opts).await?;
     let client = loop {
-        if let Some(status) = launched.child.try_wait().ok().flatten() {
-            return Err(fail(
-                spec,
-                &launched,
-                format!("the kernel process exited ({status})"),
-            ));
-        }
-        match KernelClient::connect(&launched.connection).await {
-            Ok(c) => break c,
-            Err(e) if tokio::time::Instant::now() < deadline => {
+        // A connect to a port nobody listens on yet may wait instead of failing: race each
+        // attempt against the process exiting and a short timeout.
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            KernelClient::connect(&launched.connection),
+        );
+        let outcome = tokio::select! {
+            r = attempt => r,
+            status = launched.child.wait() => {
+                let reason = match status {
+                    Ok(s) => format!("the kernel process exited ({s})"),
+                    Err(e) => format!("waiting for the kernel process failed: {e}"),
+                };
+                return Err(fail(spec, &launched, reason));
+            }
+        };
+        match outcome {
+            Ok(Ok(c)) => break c,
+            Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
                 tracing::trace!("kernel not listening yet: {e}");
                 // Startup only: the kernel binds within ~0.2 s; retry connecting shortly.
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            Err(e) => {
+            Err(_) if tokio::time::Instant::now() < deadline => {}
+            other => {
                 kill(&mut launched).await;
-                return Err(fail(spec, &launched, format!("could not connect: {e}")));
+                let why = match other {
+                    Ok(Err(e)) => format!("could not connect: {e}"),
+                    _ => "could not connect before the start timeout".to_string(),
+                };
+                return Err(fail(spec, &launched, why));
             }
         }
     };
