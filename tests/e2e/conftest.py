@@ -287,3 +287,16 @@ def copy_corpus_notebook(corpus_dir: Path, rel: str, dest_dir: Path) -> Path:
     dest = dest_dir / Path(rel).name
     shutil.copyfile(corpus_dir / rel, dest)
     return dest
+
+
+@pytest.fixture
+def dirs(tmp_path: Path):
+    """(base, root, data) for tests that start and kill servers themselves; whatever still
+    mentions this data dir afterwards (servers, kernels) is stopped by PID."""
+    root, data = tmp_path / "root", tmp_path / "data"
+    for d in (root, data, tmp_path / "ipython"):
+        d.mkdir()
+    yield tmp_path, root, data
+    leftovers = pids_mentioning(data)
+    if leftovers:
+        kill_pids(leftovers)

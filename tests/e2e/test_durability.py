@@ -19,18 +19,7 @@ from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 
 import chaos
-from helpers import kill_pids, pid_alive, pids_mentioning, proc_start_time
-
-
-@pytest.fixture
-def dirs(tmp_path: Path):
-    root, data = tmp_path / "root", tmp_path / "data"
-    for d in (root, data, tmp_path / "ipython"):
-        d.mkdir()
-    yield tmp_path, root, data
-    leftovers = pids_mentioning(data)
-    if leftovers:
-        kill_pids(leftovers)
+from helpers import pid_alive
 
 
 @asynccontextmanager

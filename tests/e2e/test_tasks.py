@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import chaos
-from helpers import kill_pids, pids_mentioning
 
 
 class RawClient:
@@ -76,17 +75,6 @@ class RawClient:
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-
-
-@pytest.fixture
-def dirs(tmp_path: Path):
-    root, data = tmp_path / "root", tmp_path / "data"
-    for d in (root, data, tmp_path / "ipython"):
-        d.mkdir()
-    yield tmp_path, root, data
-    leftovers = pids_mentioning(data)
-    if leftovers:
-        kill_pids(leftovers)
 
 
 @pytest.mark.timeout(180)
