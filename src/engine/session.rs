@@ -305,16 +305,21 @@ async fn install_done_hook(client: &KernelClient) {
     };
     match client.execute(DONE_HOOK_CODE, opts, None).await {
         Ok(mut h) => {
+            // Reply and IOPub idle both: the kernel is idle again when the start is reported.
             let wait = async {
-                loop {
+                let (mut reply, mut idle) = (None, false);
+                while reply.is_none() || !idle {
                     match h.next().await {
                         jmcp_kernel::KernelEvent::Message(m) if m.msg_type == "execute_reply" => {
-                            return m.content
+                            reply = Some(m.content)
+                        }
+                        jmcp_kernel::KernelEvent::Message(m) => {
+                            idle |= m.execution_state() == Some("idle")
                         }
                         jmcp_kernel::KernelEvent::Died(_) => return Value::Null,
-                        _ => {}
                     }
                 }
+                reply.unwrap_or(Value::Null)
             };
             match tokio::time::timeout(Duration::from_secs(10), wait).await {
                 Ok(reply) if reply.get("status").and_then(Value::as_str) == Some("ok") => {}
@@ -325,7 +330,7 @@ async fn install_done_hook(client: &KernelClient) {
     }
 }
 
-/// Marker printed by [`DONE_QUERY_CODE`].
+/// Marker printed by the code of [`done_query_code`].
 pub const DONE_MARKER: &str = "__JMCP_DONE__";
 
 const DONE_HOOK_CODE: &str = r#"
