@@ -29,7 +29,9 @@ from mcp.client.stdio import stdio_client
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from helpers import kill_pids, pid_alive, pids_mentioning, proc_start_time, validate_file  # noqa: E402
+from helpers import (  # noqa: E402
+    kill_pids, pid_alive, pids_mentioning, proc_start_time, validate_file, wait_pids_gone,
+)
 
 REPO = HERE.parents[1]
 VENV = REPO / ".venv"
@@ -193,6 +195,10 @@ def run_round(seed: int, workdir: Path | None = None) -> tuple[list[str], dict[s
                 raise
         result = asyncio.run(phase_two(root, data, base, accepted))
         problems = check_round(root, data, accepted, result)
+        # The restarted server shut every kernel down and exited: nothing may be left.
+        survivors = {p: s for p, s in pids_mentioning(data).items() if pid_alive(p, s)}
+        if survivors and wait_pids_gone(survivors, 10):
+            problems.append(f"processes left after the round: {sorted(survivors)}")
         stats = {
             "accepted": sum(len(v) for v in accepted.values()),
             "completed": sum(1 for s in result["status"].values() if s == "completed"),
@@ -201,9 +207,12 @@ def run_round(seed: int, workdir: Path | None = None) -> tuple[list[str], dict[s
         }
         return problems, stats
     finally:
-        leftovers = pids_mentioning(data)
-        if leftovers:
-            kill_pids(leftovers)
+        # Twice: a server that was still exiting could have started one more kernel.
+        for _ in range(2):
+            leftovers = pids_mentioning(data)
+            if leftovers:
+                kill_pids(leftovers)
+
 
 
 def main() -> int:
