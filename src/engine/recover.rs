@@ -267,12 +267,9 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
             },
         }
     }
-    // Messages of the adopted request that are already queued belong to it too.
-    while let Ok(Some(KernelEvent::Message(m))) =
-        tokio::time::timeout(Duration::from_millis(50), adopted.next())
-            .await
-            .map(Some)
-    {
+    // The query's IOPub idle came after every IOPub message of the adopted request (one socket,
+    // in order, routed by one task), so whatever belongs to it is already queued.
+    while let Some(KernelEvent::Message(m)) = adopted.try_next() {
         acc.apply(&m.msg_type, &m.content);
     }
     let record = stdout

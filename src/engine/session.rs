@@ -391,9 +391,8 @@ pub async fn interrupt(kernel: &RunningKernel) -> EngineResult<()> {
 /// waiting for the process to exit at each step.
 pub async fn stop_kernel(kernel: &RunningKernel) {
     kernel.stopping.store(true, Ordering::SeqCst);
-    let mut exited = kernel.exited.clone();
-    let wait_exit = |exited: &mut watch::Receiver<Option<String>>, secs: u64| {
-        let mut rx = exited.clone();
+    let wait_exit = |secs: u64| {
+        let mut rx = kernel.exited.clone();
         async move {
             tokio::time::timeout(Duration::from_secs(secs), rx.wait_for(|e| e.is_some()))
                 .await
@@ -403,7 +402,7 @@ pub async fn stop_kernel(kernel: &RunningKernel) {
     if let Ok(mut h) = kernel.client.shutdown_request(false).await {
         let _ = tokio::time::timeout(Duration::from_secs(1), h.next()).await;
     }
-    if wait_exit(&mut exited, 1).await {
+    if wait_exit(1).await {
         return;
     }
     // Signal only while the PID is still this kernel (never a process that reused it).
@@ -411,9 +410,9 @@ pub async fn stop_kernel(kernel: &RunningKernel) {
         return;
     }
     let _ = process::signal_group(kernel.pid, libc::SIGTERM);
-    if wait_exit(&mut exited, 2).await || !process::is_alive(kernel.pid, kernel.pid_start) {
+    if wait_exit(2).await || !process::is_alive(kernel.pid, kernel.pid_start) {
         return;
     }
     let _ = process::signal_group(kernel.pid, libc::SIGKILL);
-    let _ = wait_exit(&mut exited, 3).await;
+    let _ = wait_exit(3).await;
 }

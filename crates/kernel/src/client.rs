@@ -94,6 +94,13 @@ impl RequestHandle {
     }
 }
 
+impl RequestHandle {
+    /// A message already delivered to this request, without waiting.
+    pub fn try_next(&mut self) -> Option<KernelEvent> {
+        self.events.try_recv().ok()
+    }
+}
+
 impl Drop for RequestHandle {
     fn drop(&mut self) {
         self.client.unregister(&self.msg_id);
