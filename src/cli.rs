@@ -66,6 +66,24 @@ pub struct Shared {
     /// collection by prune_assets also requires that nothing references it).
     #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
     pub asset_lease_hours: f64,
+    /// Total bytes of one tool result for the model (all text and structured content of the
+    /// call; the rest is paged: read_asset, offsets, get_execution).
+    #[arg(long, default_value_t = 48 * 1024, value_name = "BYTES")]
+    pub max_result_bytes: usize,
+    /// Bytes of outputs one execution keeps (memory, record, notebook); past it the middle
+    /// outputs are stored as an asset and replaced by one marker output (head and tail kept).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub max_execution_output_bytes: usize,
+    /// Refuse notebook files larger than this many bytes (they are not read).
+    #[arg(long, default_value_t = jmcp_notebook::limit::DEFAULT_MAX_NOTEBOOK_BYTES, value_name = "BYTES")]
+    pub max_notebook_bytes: u64,
+    /// Delete finished executions older than this many days (0: keep forever). Pending and
+    /// running ones, and the last one of each notebook cell, are never deleted.
+    #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
+    pub keep_executions_days: f64,
+    /// Keep at most this many finished executions, newest first (0: no count limit).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub keep_executions: u64,
 }
 
 /// `serve` options.
@@ -178,6 +196,26 @@ impl Shared {
                     24.0
                 },
             },
+            volume: self.volume()?,
+        })
+    }
+
+    /// The volume bounds; refuses values that cannot work (with the flag's name).
+    fn volume(&self) -> anyhow::Result<crate::config::VolumeLimits> {
+        if !self.keep_executions_days.is_finite() || self.keep_executions_days < 0.0 {
+            anyhow::bail!(
+                "--keep-executions-days must be a number of days >= 0 (0 keeps executions forever), not {}",
+                self.keep_executions_days
+            );
+        }
+        jmcp_notebook::limit::set_max_notebook_bytes(self.max_notebook_bytes);
+        Ok(crate::config::VolumeLimits {
+            max_result_bytes: self.max_result_bytes.max(4096),
+            max_execution_output_bytes: self.max_execution_output_bytes.max(64 * 1024),
+            max_notebook_bytes: self.max_notebook_bytes.max(1),
+            keep_executions_days: (self.keep_executions_days > 0.0)
+                .then_some(self.keep_executions_days.min(365.0 * 100.0)),
+            keep_executions: (self.keep_executions > 0).then_some(self.keep_executions),
         })
     }
 

@@ -29,6 +29,40 @@ pub struct Config {
     pub limits: Limits,
     /// Asset store options (SPEC §4).
     pub assets: AssetOptions,
+    /// Bounds on memory, answers and the database of a long-running server (issues 8, 9).
+    pub volume: VolumeLimits,
+}
+
+/// Bounds for a server that runs for months: `--max-result-bytes`,
+/// `--max-execution-output-bytes`, `--max-notebook-bytes`, `--keep-executions-days`,
+/// `--keep-executions`.
+#[derive(Debug, Clone, Copy)]
+pub struct VolumeLimits {
+    /// Total bytes of one tool result for the model (text content plus structured content;
+    /// images are counted apart, see `mcp::budget`). Default 48 KiB.
+    pub max_result_bytes: usize,
+    /// Bytes of nbformat outputs one execution keeps in memory, in its record and in the
+    /// notebook; past it the middle outputs go to an asset and a marker output replaces them
+    /// (head and tail kept). Default 16 MiB.
+    pub max_execution_output_bytes: usize,
+    /// Largest notebook file read, in bytes (default 256 MiB).
+    pub max_notebook_bytes: u64,
+    /// Finished executions older than this are deleted (default 30 days; `None`: kept).
+    pub keep_executions_days: Option<f64>,
+    /// At most this many finished executions are kept, newest first (default 100,000).
+    pub keep_executions: Option<u64>,
+}
+
+impl Default for VolumeLimits {
+    fn default() -> Self {
+        VolumeLimits {
+            max_result_bytes: 48 * 1024,
+            max_execution_output_bytes: 16 * 1024 * 1024,
+            max_notebook_bytes: jmcp_notebook::limit::DEFAULT_MAX_NOTEBOOK_BYTES,
+            keep_executions_days: Some(30.0),
+            keep_executions: Some(100_000),
+        }
+    }
 }
 
 /// Asset store options: `--offload-outputs-over`, `--image-max-bytes`, `--image-max-dim`,

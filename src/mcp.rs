@@ -16,6 +16,7 @@ macro_rules! tool_try {
     };
 }
 
+mod budget;
 mod params;
 mod resources;
 mod results;

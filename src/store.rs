@@ -6,6 +6,7 @@
 
 pub mod executions;
 mod group_commit;
+pub mod retention;
 mod schema;
 pub mod sessions;
 

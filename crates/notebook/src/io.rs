@@ -176,9 +176,7 @@ fn read_with_stamp(path: &Path) -> Result<Option<(Vec<u8>, FileStamp)>, Notebook
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(NotebookError::io("open", path, e)),
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| NotebookError::io("read", path, e))?;
+    let bytes = crate::limit::read_bounded(&mut file, path)?;
     let metadata = file
         .metadata()
         .map_err(|e| NotebookError::io("inspect", path, e))?;

@@ -14,6 +14,7 @@
 mod document;
 mod error;
 pub mod io;
+pub mod limit;
 mod lines;
 pub mod merge;
 mod parse;
