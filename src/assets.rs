@@ -23,6 +23,7 @@ pub mod leases;
 mod offload;
 pub mod page;
 pub mod preview;
+pub mod spill;
 pub mod uri;
 
 use std::io::Write as _;

@@ -9,6 +9,7 @@
 //! - waiting for a result is signalled through `watch` channels, never polled;
 //! - std mutexes guard short critical sections only and are never held across `.await`.
 
+mod bound;
 mod cells;
 mod error;
 mod internal;

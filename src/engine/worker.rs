@@ -17,8 +17,13 @@ use super::writeback::{self, Pending, PendingWrite};
 use super::{Engine, EngineError};
 use crate::store::{self, ExecutionRecord, Status};
 
-/// How often outputs of a running execution are persisted (they are also kept in memory).
+/// How often outputs of a running execution are published (in memory, to waiters) and, at
+/// most that often, persisted.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Persisting progress rewrites the outputs so far; it happens at most once per
+/// `bytes / PERSIST_BYTES_PER_SEC` seconds, so a chatty cell costs the store about this many
+/// bytes a second at most, not O(n²) (issue 8 item 9). The final record is always written.
+const PERSIST_BYTES_PER_SEC: f64 = 1024.0 * 1024.0;
 
 /// Runs the queue of one notebook until the engine drops the session.
 pub async fn run(
@@ -207,6 +212,15 @@ async fn drive(
     pending: &mut Pending,
 ) -> Outcome {
     let mut acc = OutputAccumulator::new();
+    let assets_dir = crate::assets::current().map(|a| a.dir().to_path_buf());
+    let mut bound = super::bound::OutputBound::new(
+        engine.config().volume.max_execution_output_bytes,
+        assets_dir.as_deref(),
+    );
+    let mut persisted = Persisted {
+        at: Instant::now(),
+        bytes: 0,
+    };
     let mut foreign = Vec::new();
     let mut reply: Option<Value> = None;
     let mut idle = false;
@@ -284,9 +298,13 @@ async fn drive(
                                 Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
                         _ => {
+                            let mut changed = false;
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
-                                    Applied::Changed => dirty = true,
+                                    Applied::Changed => {
+                                        dirty = true;
+                                        changed = true;
+                                    }
                                     Applied::ForeignDisplay {
                                         display_id,
                                         data,
@@ -295,18 +313,23 @@ async fn drive(
                                     Applied::Unchanged => {}
                                 }
                             }
+                            if changed {
+                                bound.after_change(&mut acc, super::bound::json_len(&m.content));
+                            }
                         }
                     },
                 }
                 if dirty && last_flush.elapsed() >= PROGRESS_EVERY {
                     dirty = false;
                     last_flush = Instant::now();
-                    publish_progress(engine, &rec.id, live.as_deref(), &acc).await;
+                    publish_progress(engine, &rec.id, live.as_deref(), &acc, &mut persisted).await;
                 }
             }
         }
     }
-    let finished = acc.finish();
+    let mut finished = acc.finish();
+    let (notebook, id) = (rec.notebook.clone(), rec.id.clone());
+    crate::assets::blocking(|| bound.finish(&mut finished.outputs, &notebook, &id));
     let interrupted = running.interrupted.load(Ordering::SeqCst);
     let (status, error, mut note) = classify(reply.as_ref(), died, interrupted, kernel);
     if let Some(reason) = running.interrupt_reason.lock().ok().and_then(|r| r.clone()) {
@@ -381,26 +404,50 @@ fn classify(
     )
 }
 
+/// When progress was last persisted, and how big it was.
+struct Persisted {
+    at: Instant,
+    bytes: usize,
+}
+
+/// Publishes the outputs so far to waiters and, when [`PERSIST_BYTES_PER_SEC`] allows,
+/// records them in the store.
 async fn publish_progress(
     engine: &Engine,
     id: &str,
     live: Option<&super::live::LiveExecution>,
     acc: &OutputAccumulator,
+    persisted: &mut Persisted,
 ) {
     let outputs = acc.snapshot();
     let count = acc.execution_count();
-    if let Some(l) = live {
-        if let Ok(mut p) = l.partial.lock() {
-            *p = (outputs.clone(), count);
+    let wait = Duration::from_secs_f64(persisted.bytes as f64 / PERSIST_BYTES_PER_SEC);
+    let persist = persisted.at.elapsed() >= wait;
+    if persist {
+        let json = match serde_json::to_string(&outputs) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(execution = %id, "could not encode progress: {e}");
+                return;
+            }
+        };
+        *persisted = Persisted {
+            at: Instant::now(),
+            bytes: json.len(),
+        };
+        let owned = id.to_string();
+        if let Err(e) = engine
+            .store()
+            .call(move |c| store::executions::record_progress_json(c, &owned, &json, count))
+            .await
+        {
+            tracing::warn!(execution = %id, "could not record progress: {e}");
         }
     }
-    let owned = id.to_string();
-    if let Err(e) = engine
-        .store()
-        .call(move |c| store::executions::record_progress(c, &owned, &outputs, count))
-        .await
-    {
-        tracing::warn!(execution = %id, "could not record progress: {e}");
+    if let Some(l) = live {
+        if let Ok(mut p) = l.partial.lock() {
+            *p = (outputs, count);
+        }
     }
 }
 

@@ -108,11 +108,6 @@ impl Window {
         self.ranges.iter().map(|r| r.len()).sum::<usize>() == self.total
     }
 
-    /// Indices shown, in order.
-    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
-        self.ranges.iter().flat_map(|r| r.clone())
-    }
-
     /// The first output not shown, after the first range (where paging goes on).
     pub fn next_offset(&self) -> Option<usize> {
         let first = self.ranges.first()?;
@@ -121,11 +116,6 @@ impl Window {
         } else {
             None
         }
-    }
-
-    /// Outputs not shown.
-    pub fn omitted(&self) -> usize {
-        self.total - self.ranges.iter().map(|r| r.len()).sum::<usize>()
     }
 }
 
@@ -168,7 +158,6 @@ mod tests {
         assert_eq!(w.next_offset(), None);
         let w = Window::head_tail(100_000, 96);
         assert_eq!(w.ranges, vec![0..48, 99_952..100_000]);
-        assert_eq!(w.omitted(), 100_000 - 96);
         assert_eq!(w.next_offset(), Some(48));
         let p = Window::page(100_000, 48, 96);
         assert_eq!(p.ranges, vec![48..144]);

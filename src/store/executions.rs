@@ -255,6 +255,20 @@ pub fn record_progress(
     Ok(())
 }
 
+/// [`record_progress`] with the outputs already encoded as a JSON array.
+pub fn record_progress_json(
+    conn: &Connection,
+    id: &str,
+    outputs_json: &str,
+    execution_count: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE executions SET outputs = ?2, execution_count = ?3 WHERE id = ?1",
+        params![id, outputs_json, execution_count],
+    )?;
+    Ok(())
+}
+
 /// Terminal update, committed without waiting for fsync (`synchronous=NORMAL` for this one
 /// statement): it is durable against a crash of the server (WAL), and the next fsync'd commit
 /// (any accept or start) makes it durable against power loss too. Losing it to power loss

@@ -11,7 +11,7 @@ use crate::merge::merge;
 use crate::{Loaded, Notebook};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 

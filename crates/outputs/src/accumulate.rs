@@ -234,6 +234,32 @@ impl OutputAccumulator {
         &self.display_ids
     }
 
+    /// Replaces `outputs[range]` by `with` and returns the removed outputs, keeping display
+    /// ids right (indices inside the range are dropped, later ones shift). For bounding
+    /// memory: the caller keeps the removed outputs elsewhere (e.g. spilled to a file) and
+    /// puts a marker in their place. A range past the end is clamped.
+    pub fn replace_range(&mut self, range: std::ops::Range<usize>, with: Vec<Value>) -> Vec<Value> {
+        let end = range.end.min(self.outputs.len());
+        let start = range.start.min(end);
+        let added = with.len();
+        let removed: Vec<Value> = self.outputs.splice(start..end, with).collect();
+        let n = removed.len();
+        for indices in self.display_ids.values_mut() {
+            indices.retain(|&i| i < start || i >= end);
+            for i in indices.iter_mut() {
+                if *i >= end {
+                    *i = *i - n + added;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The last output, to change in place (e.g. cut a huge stream text); indices stay valid.
+    pub fn last_output_mut(&mut self) -> Option<&mut Value> {
+        self.outputs.last_mut()
+    }
+
     /// Whether a `clear_output(wait=True)` is waiting for the next output.
     /// nbclient drops a still-pending clear at the end of the cell.
     pub fn clear_pending(&self) -> bool {
