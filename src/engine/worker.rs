@@ -23,7 +23,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Persisting progress rewrites the outputs so far; it happens at most once per
 /// `bytes / PERSIST_BYTES_PER_SEC` seconds, so a chatty cell costs the store about this many
 /// bytes a second at most, not O(n²) (issue 8 item 9). The final record is always written.
-const PERSIST_BYTES_PER_SEC: f64 = 1024.0 * 1024.0;
+const PERSIST_BYTES_PER_SEC: f64 = 256.0 * 1024.0;
 
 /// Runs the queue of one notebook until the engine drops the session.
 pub async fn run(
