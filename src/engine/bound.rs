@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 
 use crate::assets::spill::SpillFile;
 
+/// Bytes an output has beyond its message content (`"output_type":"display_data"`, ...).
+const OUTPUT_OVERHEAD: usize = 64;
+
 /// How the line in a cut stream ends (to recognise it on the next cut).
 const CUT_LINE_END: &str = " ...]\n";
 
@@ -64,7 +67,8 @@ impl OutputBound {
     /// outputs held pass the cap. Cost: O(outputs held) only when spilling, which happens
     /// at most once per half cap of new output.
     pub fn after_change(&mut self, acc: &mut OutputAccumulator, message_bytes: usize) {
-        self.held += message_bytes;
+        // An output is its message content plus `output_type` and the like.
+        self.held += message_bytes + OUTPUT_OVERHEAD;
         if self.held <= self.cap {
             return;
         }
