@@ -103,6 +103,16 @@ impl Window {
         }
     }
 
+    /// Also shows output `i` (e.g. the marker of outputs moved out of memory), as a range of
+    /// its own when it is not shown yet.
+    pub fn include(&mut self, i: usize) {
+        if i >= self.total || self.ranges.iter().any(|r| r.contains(&i)) {
+            return;
+        }
+        self.ranges.push(i..i + 1);
+        self.ranges.sort_by_key(|r| r.start);
+    }
+
     /// True when every output is shown.
     pub fn is_whole(&self) -> bool {
         self.ranges.iter().map(|r| r.len()).sum::<usize>() == self.total
@@ -162,6 +172,10 @@ mod tests {
         let p = Window::page(100_000, 48, 96);
         assert_eq!(p.ranges, vec![48..144]);
         assert_eq!(p.next_offset(), Some(144));
+        let mut m = Window::head_tail(1000, 10);
+        m.include(500);
+        assert_eq!(m.ranges, vec![0..5, 500..501, 995..1000]);
+        assert_eq!(m.next_offset(), Some(5));
         let last = Window::page(100, 90, 96);
         assert_eq!(last.ranges, vec![90..100]);
         assert_eq!(last.next_offset(), None);

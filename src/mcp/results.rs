@@ -313,6 +313,24 @@ fn traceback(e: &Value, max_text_bytes: usize) -> Vec<String> {
     bounded.lines().map(str::to_owned).collect()
 }
 
+/// The outputs shown: a page from `output_offset`, else head and tail, plus (without an
+/// offset) the marker of outputs moved out of memory (engine/bound.rs), which is always shown.
+fn window_for(outputs: &[Value], budget: Budget, output_offset: Option<usize>) -> Window {
+    let mut window = match output_offset {
+        Some(o) => return Window::page(outputs.len(), o, budget.outputs),
+        None => Window::head_tail(outputs.len(), budget.outputs),
+    };
+    let marker = outputs.iter().position(|o| {
+        o.get("metadata")
+            .and_then(|m| m.get("jupyter_mcp_spilled"))
+            .is_some()
+    });
+    if let Some(i) = marker {
+        window.include(i);
+    }
+    window
+}
+
 /// Renders an execution for the agent within `budget` (see [`budget`]): the outputs from
 /// `output_offset` on when given, else the first and last ones when not all fit; the per-cell
 /// text bound and the number of outputs halve until the whole result fits the total.
@@ -342,10 +360,7 @@ fn execution_within(
 ) -> RenderedExecution {
     let max_text_bytes = budget.text;
     let rec = &view.record;
-    let window = match output_offset {
-        Some(o) => Window::page(rec.outputs.len(), o, budget.outputs),
-        None => Window::head_tail(rec.outputs.len(), budget.outputs),
-    };
+    let window = window_for(&rec.outputs, budget, output_offset);
     let r = render_outputs(
         &rec.outputs,
         &window,
@@ -510,7 +525,7 @@ fn cell_within(
     mode: &str,
     budget: Budget,
 ) -> (CellEntry, String, Vec<Content>) {
-    let window = Window::head_tail(c.outputs.len(), budget.outputs);
+    let window = window_for(&c.outputs, budget, None);
     let r = if mode == "none" {
         None
     } else {

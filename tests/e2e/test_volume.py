@@ -51,6 +51,7 @@ def test_a_flood_of_outputs_is_bounded_in_answers_memory_and_writes(mcp, binary)
     mcp.extra_args = ["--max-execution-output-bytes", str(256 * 1024)]
 
     async def body(c):
+        await c.ok("create_notebook", notebook="flood.ipynb", cells=[])
         pid = server_pid(mcp.data, binary)
         written_before = proc_field(pid, "io", "wchar")
         r, res = await c.call("execute_code", notebook="flood.ipynb",
