@@ -101,6 +101,7 @@ impl Engine {
         for rec in running {
             self.settle_running(rec, mode, &mut report).await?;
         }
+        self.stop_broken_batches().await?;
         let pending = self
             .store()
             .call(|c| store::executions::in_order(c, Status::Pending))
@@ -125,6 +126,42 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+
+    /// A stop-on-error batch whose cell ended badly but whose rest is still pending (the
+    /// previous process ended between recording that cell and cancelling the rest) is
+    /// cancelled now, before pending executions resume: the rest must not run.
+    async fn stop_broken_batches(&self) -> EngineResult<()> {
+        let pending = self
+            .store()
+            .call(|c| store::executions::in_order(c, Status::Pending))
+            .await?;
+        let mut seen = std::collections::HashSet::new();
+        for rec in pending {
+            let Some(batch) = rec.batch_id.clone() else {
+                continue;
+            };
+            if !seen.insert(batch.clone()) {
+                continue;
+            }
+            let rows = self
+                .store()
+                .call(move |c| store::executions::by_batch(c, &batch))
+                .await?;
+            let stopper = rows.into_iter().find(|r| {
+                r.seq < rec.seq
+                    && r.stop_on_error
+                    && match r.status {
+                        Status::Failed => !r.allow_error,
+                        Status::Interrupted => true,
+                        _ => false,
+                    }
+            });
+            if let Some(stopper) = stopper {
+                super::worker::cancel_rest_of_batch(self, &stopper).await;
+            }
+        }
+        Ok(())
     }
 
     async fn settle_running(

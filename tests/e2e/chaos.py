@@ -75,7 +75,7 @@ def server_pids(data: Path) -> list[int]:
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             continue
-        if exe.endswith("jupyter-mcp"):
+        if exe.endswith("jupyter-mcp") or exe == str(BINARY):
             out.append(pid)
     return out
 

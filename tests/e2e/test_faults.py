@@ -348,3 +348,38 @@ def test_max_cell_seconds_applies_to_an_adopted_execution(dirs):
             await ok(s, "shutdown_kernel", notebook="m.ipynb")
 
     asyncio.run(body())
+
+
+@pytest.mark.timeout(180)
+def test_a_batch_whose_failure_was_recorded_but_not_its_cancel_does_not_resume(dirs):
+    """Item 3 (found by the chaos batch rounds): the process ends between recording a batch
+    cell as failed and cancelling the rest of the batch (two commits). Simulated by a kill -9
+    while the first cell runs and the row then set to `failed` as the first commit would have.
+    After the restart the rest of the batch is cancelled, not run."""
+    base, root, data = dirs
+    started = fifo(base / "started")
+    marker = base / "rest-ran"
+
+    async def body():
+        async with server(base, root, data) as s:
+            await ok(s, "create_notebook", notebook="b.ipynb", cells=[
+                {"source": wait_for_fifo_code(started, "import time\ntime.sleep(600)")},
+                {"source": f"open({str(marker)!r}, 'w').write('ran')"},
+            ])
+            batch = await ok(s, "run_all_cells", notebook="b.ipynb", timeout_s=0)
+            ids = [e["execution_id"] for e in batch["executions"]]
+            await read_fifo(started)
+            for spid in chaos.server_pids(data):
+                os.kill(spid, signal.SIGKILL)
+        con = sqlite3.connect(data / "state.db")
+        con.execute("UPDATE executions SET status = 'failed', finished_at = created_at WHERE id = ?",
+                    (ids[0],))
+        con.commit()
+        con.close()
+        async with server(base, root, data) as s:
+            rest = await ok(s, "get_execution", execution_id=ids[1], wait_s=30)
+            assert rest["status"] == "cancelled", rest
+            await ok(s, "shutdown_kernel", notebook="b.ipynb")
+        assert not marker.exists(), "the rest of the stopped batch ran"
+
+    asyncio.run(body())
