@@ -60,6 +60,11 @@ impl Unrecorded {
         self.ops.lock().map(|o| o.len()).unwrap_or(0)
     }
 
+    /// True when nothing is outstanding.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn push(&self, op: Op) {
         if let Op::CancelBatch { batch, .. } = &op {
             if let Ok(mut s) = self.stopped_batches.lock() {
@@ -258,7 +263,7 @@ fn spawn_retry(engine: &Engine) {
             if flush(&engine).await == 0 {
                 engine.unrecorded().retrying.store(false, Ordering::SeqCst);
                 // A write that failed between the flush and the flag reset restarts it.
-                if engine.unrecorded().len() == 0
+                if engine.unrecorded().is_empty()
                     || engine.unrecorded().retrying.swap(true, Ordering::SeqCst)
                 {
                     return;
