@@ -22,7 +22,7 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 enum Op {
     /// `finish(record)`.
-    Finish(ExecutionRecord),
+    Finish(Box<ExecutionRecord>),
     /// `cancel_batch(batch, note)`.
     CancelBatch { batch: String, note: String },
 }
@@ -42,7 +42,7 @@ impl Unrecorded {
     pub fn lookup(&self, id: &str) -> Option<ExecutionRecord> {
         let ops = self.ops.lock().ok()?;
         ops.iter().rev().find_map(|op| match op {
-            Op::Finish(r) if r.id == id => Some(r.clone()),
+            Op::Finish(r) if r.id == id => Some((**r).clone()),
             _ => None,
         })
     }
@@ -111,7 +111,7 @@ pub(super) async fn record_final(engine: &Engine, mut done: ExecutionRecord) -> 
                 Some(prev) => format!("{prev}\n{note}"),
                 None => note,
             });
-            engine.unrecorded().push(Op::Finish(done.clone()));
+            engine.unrecorded().push(Op::Finish(Box::new(done.clone())));
             engine.live().finish(&done);
             spawn_retry(engine);
             true
