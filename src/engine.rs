@@ -19,6 +19,7 @@ mod ops;
 mod recover;
 mod session;
 mod views;
+mod widgets;
 mod worker;
 mod writeback;
 
