@@ -193,6 +193,11 @@ def test_bash_kernel_through_the_same_tools(mcp):
         assert done["status"] in ("interrupted", "failed"), done
         r = await c.ok("execute_code", notebook="sh.ipynb", code="echo alive", timeout_s=60)
         assert r["status"] == "completed" and "alive" in str(r["outputs"]), r
+        # IPython-only features say so instead of failing obscurely.
+        msg = await c.err("list_variables", notebook="sh.ipynb")
+        assert "ipython kernel" in msg.lower(), msg
+        msg = await c.err("save_environment", notebook="sh.ipynb", name="x", timeout_s=30)
+        assert "ipython kernel" in msg.lower(), msg
 
     mcp.run(body)
     nb = wait_file(path, lambda nb: nb.cells[1].get("execution_count"))
