@@ -24,6 +24,7 @@ mod supervise;
 mod testhooks;
 mod unrecorded;
 mod views;
+mod widgets;
 mod worker;
 mod writeback;
 

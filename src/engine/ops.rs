@@ -275,6 +275,22 @@ impl Engine {
         Ok((kernel, note))
     }
 
+    /// For a run with nothing to execute (only markdown, raw or empty cells): makes sure the
+    /// notebook has a kernel (starting one from its kernelspec if needed) and writes its
+    /// `metadata.kernelspec` (if missing) and a fresh `metadata.language_info`, as nbclient
+    /// does for every notebook it executes. Errors: the kernelspec is not installed, the
+    /// kernel cannot start.
+    pub async fn record_kernel_info(
+        &self,
+        path: &crate::paths::RootedPath,
+        requested: Option<&str>,
+    ) -> EngineResult<()> {
+        let session = self.session(path);
+        let (kernel, _) = self.ensure_kernel(&session, requested).await?;
+        self.record_kernel_metadata(&session, &kernel).await;
+        Ok(())
+    }
+
     /// Writes `metadata.kernelspec` (if missing) and `metadata.language_info` into the
     /// notebook, as JupyterLab and nbclient do.
     async fn record_kernel_metadata(&self, session: &Arc<NotebookSession>, kernel: &RunningKernel) {

@@ -101,6 +101,8 @@ pub struct NotebookSession {
     pub file_lock: FileLock,
     /// display_id -> (cell_id -> output indices), for `update_display_data` across cells.
     pub displays: Mutex<HashMap<String, HashMap<String, Vec<usize>>>>,
+    /// Live widget state of the kernel, written to `metadata.widgets` with the outputs.
+    pub widgets: Mutex<super::widgets::WidgetState>,
 }
 
 impl NotebookSession {
@@ -117,6 +119,7 @@ impl NotebookSession {
             lifecycle: tokio::sync::Mutex::new(()),
             file_lock: Arc::new(Mutex::new(())),
             displays: Mutex::new(HashMap::new()),
+            widgets: Mutex::new(Default::default()),
         });
         (s, rx)
     }

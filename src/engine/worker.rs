@@ -309,6 +309,16 @@ async fn drive(
                                 Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
                         _ => {
+                            if m.msg_type.starts_with("comm_") {
+                                if let Ok(mut w) = session.widgets.lock() {
+                                    w.apply(
+                                        &kernel.session_id,
+                                        &m.msg_type,
+                                        &m.content,
+                                        &m.buffers,
+                                    );
+                                }
+                            }
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
                                     Applied::Changed => dirty = true,
