@@ -17,6 +17,7 @@ pub mod io;
 pub mod limit;
 mod lines;
 pub mod merge;
+pub mod nonfinite;
 mod parse;
 mod pyjson;
 
