@@ -12,6 +12,7 @@
 mod cells;
 mod error;
 mod internal;
+mod interrupts;
 mod kernels;
 mod live;
 mod notebook_ops;

@@ -87,26 +87,43 @@ async fn run_one(
     };
     let t0 = Instant::now();
     let msg_id = uuid::Uuid::new_v4().to_string();
-    let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
-    let Some(rec) = engine
-        .store()
-        .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
-        .await?
-    else {
-        return Ok(()); // cancelled while queued
-    };
-    engine.live().set_status(id, Status::Running);
+    // Published before the row is marked, so that an interrupt arriving now finds it (and
+    // waits in its gate until the kernel starts the request).
     let running = Arc::new(RunningExecution {
         id: id.to_string(),
         interrupted: Arc::new(Default::default()),
         interrupt_reason: Default::default(),
         input_request: Default::default(),
+        gate: Default::default(),
     });
     if let Ok(mut r) = session.running.lock() {
         *r = Some(running.clone());
     }
+    if super::interrupts::take_interrupt_for(session, id) {
+        running.interrupted.store(true, Ordering::SeqCst);
+        running.gate.request();
+    }
+    let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
+    let marked = engine
+        .store()
+        .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
+        .await;
+    let rec = match marked {
+        Ok(Some(rec)) => rec,
+        other => {
+            if let Ok(mut r) = session.running.lock() {
+                *r = None;
+            }
+            let Some(rec) = other? else {
+                return Ok(()); // cancelled while queued
+            };
+            rec
+        }
+    };
+    engine.live().set_status(id, Status::Running);
     let opts = ExecuteOptions {
         stop_on_error: !rec.allow_error,
+        allow_stdin: engine.config().limits.allow_stdin,
         ..ExecuteOptions::default()
     };
     let t_running = t0.elapsed();
@@ -211,6 +228,10 @@ async fn drive(
     let mut reply: Option<Value> = None;
     let mut idle = false;
     let mut died: Option<String> = None;
+    // Idle came without a reply: a shell barrier tells whether a reply can still come.
+    let mut barrier: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>> =
+        None;
+    let (mut barrier_asked, mut barrier_passed, mut no_reply) = (false, false, false);
     let live = engine.live().get(&rec.id);
     match kernel
         .client
@@ -230,8 +251,30 @@ async fn drive(
                 // even when the cell then goes quiet (a print followed by a long sleep).
                 let flush_at = tokio::time::Instant::from_std(last_flush + PROGRESS_EVERY);
                 let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-                let event = tokio::select! {
+                if idle && reply.is_none() && !barrier_asked {
+                    barrier_asked = true;
+                    let client = kernel.client.clone();
+                    barrier = Some(Box::pin(
+                        async move { client.shell_barrier().await.is_ok() },
+                    ));
+                }
+                let event = if barrier_passed && reply.is_none() {
+                    // Everything the kernel replied before the barrier is routed: drain it.
+                    match handle.try_next() {
+                        Some(ev) => Some(ev),
+                        None => {
+                            no_reply = true;
+                            break;
+                        }
+                    }
+                } else {
+                    tokio::select! {
                     ev = handle.next() => Some(ev),
+                    passed = async { barrier.as_mut().expect("guarded").await }, if barrier.is_some() => {
+                        barrier = None;
+                        barrier_passed = passed;
+                        None
+                    }
                     _ = tokio::time::sleep_until(flush_at), if dirty => None,
                     _ = tokio::time::sleep_until(pending.due().unwrap_or(far)), if !pending.is_empty() => {
                         flush_logged(session, pending).await;
@@ -255,6 +298,7 @@ async fn drive(
                             )).await;
                         }
                         None
+                    }
                     }
                 };
                 match event {
@@ -283,7 +327,17 @@ async fn drive(
                             input_deadline =
                                 Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
-                        _ => {
+                        other => {
+                            // The kernel started the request: an interrupt that came earlier
+                            // can take effect now.
+                            let started = other == "execute_input"
+                                || !matches!(other, "status" | "execute_reply");
+                            if started && running.gate.kernel_started() {
+                                tracing::info!(execution = %running.id, "delivering an interrupt that arrived before the kernel started the cell");
+                                if let Err(e) = super::session::interrupt(kernel).await {
+                                    tracing::warn!(execution = %running.id, "could not interrupt: {e}");
+                                }
+                            }
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
                                     Applied::Changed => dirty = true,
@@ -308,7 +362,11 @@ async fn drive(
     }
     let finished = acc.finish();
     let interrupted = running.interrupted.load(Ordering::SeqCst);
-    let (status, error, mut note) = classify(reply.as_ref(), died, interrupted, kernel);
+    let (status, error, mut note) = if no_reply {
+        no_reply_outcome(interrupted)
+    } else {
+        classify(reply.as_ref(), died, interrupted, kernel)
+    };
     if let Some(reason) = running.interrupt_reason.lock().ok().and_then(|r| r.clone()) {
         if status == Status::Interrupted {
             note = Some(reason);
@@ -335,6 +393,28 @@ async fn server_interrupt(kernel: &RunningKernel, running: &RunningExecution, re
     if let Err(e) = super::session::interrupt(kernel).await {
         tracing::warn!(execution = %running.id, "could not interrupt: {e}");
     }
+}
+
+/// The kernel finished a request without replying to it (ipykernel does so when a SIGINT
+/// lands before the cell starts, or its handler fails): the execution ends instead of waiting
+/// for a reply that will never come.
+fn no_reply_outcome(interrupted: bool) -> (Status, Option<Value>, Option<String>) {
+    if interrupted {
+        return (
+            Status::Interrupted,
+            Some(
+                json!({"ename": "KeyboardInterrupt", "evalue": "interrupted before the cell started", "traceback": []}),
+            ),
+            Some(
+                "interrupted on request before the kernel started the cell; it did not run".into(),
+            ),
+        );
+    }
+    (
+        Status::Failed,
+        Some(json!({"ename": "NoReply", "evalue": "the kernel went idle without replying to this request", "traceback": []})),
+        Some("the kernel finished this request without a reply (see the kernel log); the cell may not have run".into()),
+    )
 }
 
 fn classify(
