@@ -42,7 +42,7 @@ def test_non_utf8_bytes_are_decoded_lossily_not_dropped(mcp):
         assert stream_text(out["outputs"]) == "a\ufffdb\n", out["outputs"]
 
         # The error reply itself carries the byte: it must still settle the execution.
-        code = "open(b'/nonexistent-\\xe9'.decode('utf-8', 'surrogateescape'))"
+        code = "raise FileNotFoundError('no file ' + b'x\\xe9'.decode('utf-8', 'surrogateescape'))"
         err = await c.ok("execute_code", notebook="u.ipynb", code=code, timeout_s=60)
         assert err["status"] == "failed", err
         assert err["error"]["ename"] == "FileNotFoundError", err
