@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::paths::Root;
 
+pub mod seconds;
+
 /// jupyter-mcp: AI agents work in real Jupyter kernels and notebooks over MCP.
 #[derive(Debug, Parser)]
 #[command(name = "jupyter-mcp", version, about)]
@@ -43,13 +45,13 @@ pub struct Shared {
     #[arg(long, default_value_t = 8192)]
     pub max_text_bytes: usize,
     /// Seconds a kernel may take to start.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds::seconds)]
     pub kernel_start_timeout: f64,
     /// Interrupt any cell that runs longer than this many seconds (default: no limit).
-    #[arg(long)]
+    #[arg(long, value_parser = seconds::seconds)]
     pub max_cell_seconds: Option<f64>,
     /// Interrupt a cell whose input() prompt is not answered (send_input) within this many seconds.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 300.0, value_parser = seconds::seconds)]
     pub input_timeout: f64,
     /// Write outputs larger than this many bytes into the notebook file as a link to their
     /// asset instead of in full (default: off; the execution record keeps them whole).
@@ -64,7 +66,7 @@ pub struct Shared {
     pub image_max_dim: u32,
     /// Keep an asset at least this many hours after it was last produced or read (garbage
     /// collection by prune_assets also requires that nothing references it).
-    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+    #[arg(long, default_value_t = 24.0, value_name = "HOURS", value_parser = seconds::hours)]
     pub asset_lease_hours: f64,
     /// Total bytes of one tool result for the model (all text and structured content of the
     /// call; the rest is paged: read_asset, offsets, get_execution).
@@ -124,7 +126,7 @@ pub struct RunArgs {
     /// The notebook to execute (relative to the working directory).
     pub notebook: PathBuf,
     /// Per-cell time limit in seconds (default: none). A cell over it is interrupted.
-    #[arg(long)]
+    #[arg(long, value_parser = seconds::seconds)]
     pub timeout: Option<f64>,
     /// Kernel to use when the notebook names none (default python3).
     #[arg(long)]
@@ -185,6 +187,7 @@ impl Shared {
                     .filter(|s| s.is_finite() && *s > 0.0)
                     .map(Duration::from_secs_f64),
                 input_timeout: Duration::from_secs_f64(self.input_timeout.clamp(1.0, 86_400.0)),
+                allow_stdin: true,
             },
             assets: crate::config::AssetOptions {
                 offload_outputs_over: self.offload_outputs_over.filter(|n| *n > 0),

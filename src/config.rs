@@ -97,6 +97,9 @@ pub struct Limits {
     pub max_cell: Option<Duration>,
     /// Interrupt a cell whose `input()` prompt stays unanswered this long.
     pub input_timeout: Duration,
+    /// Let cells call `input()` (`allow_stdin` of each `execute_request`). `run` turns it off
+    /// so that `input()` fails at once, as under nbclient.
+    pub allow_stdin: bool,
 }
 
 impl Default for Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
         Limits {
             max_cell: None,
             input_timeout: Duration::from_secs(300),
+            allow_stdin: true,
         }
     }
 }

@@ -15,6 +15,7 @@ mod bound;
 mod cells;
 mod error;
 mod internal;
+mod interrupts;
 mod kernels;
 mod live;
 mod notebook_ops;

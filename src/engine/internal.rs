@@ -79,9 +79,31 @@ impl Engine {
             reply: Value::Null,
         };
         let collect = async {
-            let (mut replied, mut idle) = (false, false);
+            let (mut replied, mut idle, mut barrier_passed) = (false, false, false);
             while !(replied && idle) {
-                match h.next().await {
+                if idle && !replied && !barrier_passed {
+                    // Idle without a reply (a SIGINT that landed before the code started):
+                    // once a later shell request is answered, no reply can come any more.
+                    kernel.client.shell_barrier().await?;
+                    barrier_passed = true;
+                }
+                let ev = if barrier_passed {
+                    match h.try_next() {
+                        Some(ev) => ev,
+                        None => {
+                            run.reply = serde_json::json!({
+                                "status": "error",
+                                "ename": "NoReply",
+                                "evalue": "the kernel went idle without replying (interrupted before the code started?)",
+                                "traceback": [],
+                            });
+                            break;
+                        }
+                    }
+                } else {
+                    h.next().await
+                };
+                match ev {
                     KernelEvent::Message(m) => match m.msg_type.as_str() {
                         "stream" => {
                             let text = m.content.get("text").and_then(Value::as_str).unwrap_or("");

@@ -33,12 +33,43 @@ impl Engine {
             .ok_or_else(|| EngineError::NoKernel {
                 notebook: path.rel.clone(),
             })?;
-        if let Some(r) = session.running() {
-            r.interrupted.store(true, Ordering::SeqCst);
-        }
-        session::interrupt(&kernel).await?;
-        if let Some(r) = session.running() {
-            self.wait(&r.id, Duration::from_secs(10)).await?;
+        // An interrupt reaches the kernel only once it has started the execution's request
+        // (ipykernel loses a SIGINT that lands earlier); one that comes before is remembered.
+        let target = match session.running() {
+            Some(r) => {
+                r.interrupted.store(true, Ordering::SeqCst);
+                if r.gate.request() {
+                    session::interrupt(&kernel).await?;
+                }
+                Some(r.id.clone())
+            }
+            None => {
+                let next = self.interrupt_next_pending(&session).await?;
+                // The worker takes a job, publishes it as `running`, then marks its row: if
+                // it took one meanwhile, that one is the target.
+                match (session.running(), next) {
+                    (Some(r), _) => {
+                        if let Ok(mut n) = session.interrupt_next.lock() {
+                            if n.as_deref() != Some(r.id.as_str()) {
+                                *n = None;
+                            }
+                        }
+                        r.interrupted.store(true, Ordering::SeqCst);
+                        if r.gate.request() {
+                            session::interrupt(&kernel).await?;
+                        }
+                        Some(r.id.clone())
+                    }
+                    (None, Some(id)) => Some(id),
+                    (None, None) => {
+                        session::interrupt(&kernel).await?;
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(id) = target {
+            self.wait(&id, Duration::from_secs(10)).await?;
         }
         self.kernel_view(&session).await
     }

@@ -182,7 +182,7 @@ impl Engine {
                 match (session, running) {
                     (Some(s), Some(r)) if r.id == id => {
                         r.interrupted.store(true, Ordering::SeqCst);
-                        if let Some(k) = s.current_kernel() {
+                        if let Some(k) = s.current_kernel().filter(|_| r.gate.request()) {
                             session::interrupt(&k).await?;
                         }
                         self.wait(id, Duration::from_secs(10)).await

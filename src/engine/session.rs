@@ -69,6 +69,8 @@ pub struct RunningExecution {
     pub interrupt_reason: Mutex<Option<String>>,
     /// Header of a pending `input_request`.
     pub input_request: Mutex<Option<Value>>,
+    /// Holds an interrupt until the kernel has started the request (see `interrupts`).
+    pub gate: super::interrupts::InterruptGate,
 }
 
 /// Work for a notebook's worker.
@@ -95,6 +97,8 @@ pub struct NotebookSession {
     pub current_job: Mutex<Option<String>>,
     /// Why the previous kernel died, to tell the next execution.
     pub death_note: Mutex<Option<String>>,
+    /// An interrupt asked for while nothing ran: the id of the queued execution it is for.
+    pub interrupt_next: Mutex<Option<String>>,
     /// Serialises kernel start/restart/shutdown.
     pub lifecycle: tokio::sync::Mutex<()>,
     /// Serialises notebook file edits.
@@ -116,6 +120,7 @@ impl NotebookSession {
             running: Mutex::new(None),
             current_job: Mutex::new(None),
             death_note: Mutex::new(None),
+            interrupt_next: Mutex::new(None),
             lifecycle: tokio::sync::Mutex::new(()),
             file_lock: Arc::new(Mutex::new(())),
             displays: Mutex::new(HashMap::new()),

@@ -108,6 +108,27 @@ async fn run_one(
     };
     let t0 = Instant::now();
     let msg_id = uuid::Uuid::new_v4().to_string();
+    // Published before the row is marked, so that an interrupt arriving now finds it (and
+    // waits in its gate until the kernel starts the request).
+    let running = Arc::new(RunningExecution {
+        id: id.to_string(),
+        interrupted: Arc::new(Default::default()),
+        interrupt_reason: Default::default(),
+        input_request: Default::default(),
+        gate: Default::default(),
+    });
+    if let Ok(mut r) = session.running.lock() {
+        *r = Some(running.clone());
+    }
+    if super::interrupts::take_interrupt_for(session, id) {
+        running.interrupted.store(true, Ordering::SeqCst);
+        running.gate.request();
+    }
+    let unpublish = || {
+        if let Ok(mut r) = session.running.lock() {
+            *r = None;
+        }
+    };
     let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
     let marked = engine
         .store()
@@ -115,8 +136,12 @@ async fn run_one(
         .await;
     let rec = match marked {
         Ok(Some(rec)) => rec,
-        Ok(None) => return Ok(()), // cancelled while queued
+        Ok(None) => {
+            unpublish();
+            return Ok(()); // cancelled while queued
+        }
         Err(e) => {
+            unpublish();
             // Nothing was sent: the row stays `pending` in the store (it would run once after
             // a restart) and the execution ends here, saying why.
             let msg = format!(
@@ -131,22 +156,15 @@ async fn run_one(
         .as_deref()
         .is_some_and(|b| engine.unrecorded().batch_stopped(b))
     {
+        unpublish();
         let msg = "not run: an earlier cell of this run_all_cells batch did not complete";
         finish_without_kernel(engine, id, Status::Cancelled, "BatchStopped", msg).await;
         return Ok(());
     }
     engine.live().set_status(id, Status::Running);
-    let running = Arc::new(RunningExecution {
-        id: id.to_string(),
-        interrupted: Arc::new(Default::default()),
-        interrupt_reason: Default::default(),
-        input_request: Default::default(),
-    });
-    if let Ok(mut r) = session.running.lock() {
-        *r = Some(running.clone());
-    }
     let opts = ExecuteOptions {
         stop_on_error: !rec.allow_error,
+        allow_stdin: engine.config().limits.allow_stdin,
         ..ExecuteOptions::default()
     };
     let t_running = t0.elapsed();
@@ -250,6 +268,10 @@ async fn drive(
     let mut reply: Option<Value> = None;
     let mut idle = false;
     let mut died: Option<String> = None;
+    // Idle came without a reply: a shell barrier tells whether a reply can still come.
+    let mut barrier: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>> =
+        None;
+    let (mut barrier_asked, mut barrier_passed, mut no_reply) = (false, false, false);
     let live = engine.live().get(&rec.id);
     match kernel
         .client
@@ -269,8 +291,30 @@ async fn drive(
                 // even when the cell then goes quiet (a print followed by a long sleep).
                 let flush_at = tokio::time::Instant::from_std(last_flush + PROGRESS_EVERY);
                 let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-                let event = tokio::select! {
+                if idle && reply.is_none() && !barrier_asked {
+                    barrier_asked = true;
+                    let client = kernel.client.clone();
+                    barrier = Some(Box::pin(
+                        async move { client.shell_barrier().await.is_ok() },
+                    ));
+                }
+                let event = if barrier_passed && reply.is_none() {
+                    // Everything the kernel replied before the barrier is routed: drain it.
+                    match handle.try_next() {
+                        Some(ev) => Some(ev),
+                        None => {
+                            no_reply = true;
+                            break;
+                        }
+                    }
+                } else {
+                    tokio::select! {
                     ev = handle.next() => Some(ev),
+                    passed = async { barrier.as_mut().expect("guarded").await }, if barrier.is_some() => {
+                        barrier = None;
+                        barrier_passed = passed;
+                        None
+                    }
                     _ = tokio::time::sleep_until(flush_at), if dirty => None,
                     _ = tokio::time::sleep_until(pending.due().unwrap_or(far)), if !pending.is_empty() => {
                         flush_logged(session, pending).await;
@@ -294,6 +338,7 @@ async fn drive(
                             )).await;
                         }
                         None
+                    }
                     }
                 };
                 match event {
@@ -322,8 +367,18 @@ async fn drive(
                             input_deadline =
                                 Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
-                        _ => {
-                            if m.msg_type.starts_with("comm_") {
+                        other => {
+                            // The kernel started the request: an interrupt that came earlier
+                            // can take effect now.
+                            let started = other == "execute_input"
+                                || !matches!(other, "status" | "execute_reply");
+                            if started && running.gate.kernel_started() {
+                                tracing::info!(execution = %running.id, "delivering an interrupt that arrived before the kernel started the cell");
+                                if let Err(e) = super::session::interrupt(kernel).await {
+                                    tracing::warn!(execution = %running.id, "could not interrupt: {e}");
+                                }
+                            }
+                            if other.starts_with("comm_") {
                                 if let Ok(mut w) = session.widgets.lock() {
                                     w.apply(
                                         &kernel.session_id,
@@ -366,7 +421,11 @@ async fn drive(
     let (notebook, id) = (rec.notebook.clone(), rec.id.clone());
     crate::assets::blocking(|| bound.finish(&mut finished.outputs, &notebook, &id));
     let interrupted = running.interrupted.load(Ordering::SeqCst);
-    let (status, error, mut note) = classify(reply.as_ref(), died, interrupted, kernel);
+    let (status, error, mut note) = if no_reply {
+        no_reply_outcome(interrupted)
+    } else {
+        classify(reply.as_ref(), died, interrupted, kernel)
+    };
     if let Some(reason) = running.interrupt_reason.lock().ok().and_then(|r| r.clone()) {
         if status == Status::Interrupted {
             note = Some(reason);
@@ -397,6 +456,28 @@ pub(super) async fn server_interrupt(
     if let Err(e) = super::session::interrupt(kernel).await {
         tracing::warn!(execution = %running.id, "could not interrupt: {e}");
     }
+}
+
+/// The kernel finished a request without replying to it (ipykernel does so when a SIGINT
+/// lands before the cell starts, or its handler fails): the execution ends instead of waiting
+/// for a reply that will never come.
+fn no_reply_outcome(interrupted: bool) -> (Status, Option<Value>, Option<String>) {
+    if interrupted {
+        return (
+            Status::Interrupted,
+            Some(
+                json!({"ename": "KeyboardInterrupt", "evalue": "interrupted before the cell started", "traceback": []}),
+            ),
+            Some(
+                "interrupted on request before the kernel started the cell; it did not run".into(),
+            ),
+        );
+    }
+    (
+        Status::Failed,
+        Some(json!({"ename": "NoReply", "evalue": "the kernel went idle without replying to this request", "traceback": []})),
+        Some("the kernel finished this request without a reply (see the kernel log); the cell may not have run".into()),
+    )
 }
 
 fn classify(

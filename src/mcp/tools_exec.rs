@@ -89,10 +89,21 @@ impl JupyterMcp {
     }
 
     /// Checks the kernelspec is installed before queuing (so the agent gets a clear error now).
-    fn check_kernel(&self, path: &RootedPath) -> Result<(), CallToolResult> {
-        self.engine
-            .kernelspec_for(path, None)
-            .map(|_| ())
+    /// Nothing to check once the notebook has a live kernel (its kernelspec was found when it
+    /// started); otherwise the notebook is read and kernelspecs are looked up on the blocking
+    /// pool, not on the async runtime.
+    async fn check_kernel(&self, path: &RootedPath) -> Result<(), CallToolResult> {
+        if self.engine.has_live_kernel(path) {
+            return Ok(());
+        }
+        let (engine, path) = (self.engine.clone(), path.clone());
+        tokio::task::spawn_blocking(move || engine.kernelspec_for(&path, None).map(|_| ()))
+            .await
+            .map_err(|e| {
+                tool_error(EngineError::InvalidArgument(format!(
+                    "looking up the notebook's kernelspec failed: {e}"
+                )))
+            })?
             .map_err(tool_error)
     }
 
@@ -194,7 +205,7 @@ impl JupyterMcp {
         cell_id: Option<String>,
         code: String,
     ) -> Result<(RootedPath, String), CallToolResult> {
-        self.check_kernel(&path)?;
+        self.check_kernel(&path).await?;
         let item = SubmitItem {
             cell_id,
             code,
@@ -241,7 +252,7 @@ impl JupyterMcp {
             }
         }
         if !items.is_empty() {
-            self.check_kernel(&path)?;
+            self.check_kernel(&path).await?;
         } else if let Err(e) = self.engine.record_kernel_info(&path, None).await {
             // Nothing to run: the kernel metadata is a courtesy (issue 8 item 16).
             tracing::warn!("{}: kernel metadata not recorded: {e}", path.rel);

@@ -4,7 +4,6 @@
 //! log file beside the connection file (the server may die; a pipe would break the kernel).
 
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +36,9 @@ pub struct LaunchedKernel {
     pub log_file: PathBuf,
     /// The child handle: waiting on it tells us when the kernel exits.
     pub child: tokio::process::Child,
+    /// Its ports, kept from other launches of this process until it is connected (drop it
+    /// then; see `ports`).
+    pub ports_claim: Option<crate::ports::PortClaim>,
 }
 
 /// Spawns `spec` with a new connection file. Errors carry the kernel log's tail.
@@ -47,10 +49,7 @@ pub async fn launch(spec: &KernelSpec, opts: &LaunchOptions) -> Result<LaunchedK
     let connection_file = opts.runtime_dir.join(format!("kernel-{id}.json"));
     let log_file = opts.runtime_dir.join(format!("kernel-{id}.log"));
 
-    let (ports, listeners) =
-        jupyter_zmq_client::peek_ports_with_listeners(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
-            .await
-            .map_err(|e| KernelError::connection("reserving kernel ports", e))?;
+    let (ports, listeners, claim) = crate::ports::reserve(5).await?;
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
     let connection = ConnectionInfo {
@@ -109,6 +108,7 @@ pub async fn launch(spec: &KernelSpec, opts: &LaunchOptions) -> Result<LaunchedK
         connection_file,
         log_file,
         child,
+        ports_claim: Some(claim),
     })
 }
 
@@ -131,20 +131,32 @@ pub fn kernel_argv(spec: &KernelSpec, connection_file: &Path) -> Vec<String> {
     argv
 }
 
-/// The last `n` lines of a kernel log (empty if unreadable).
+/// The last `n` lines of a kernel log (empty if unreadable). Reads at most the last 64 KiB:
+/// a log can be large, and this runs on error paths and in `list_kernels`.
 pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(path) else {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const TAIL_BYTES: u64 = 64 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
         return vec![];
     };
-    // Logs can be large: only look at the last 64 KiB.
-    let start = bytes.len().saturating_sub(64 * 1024);
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(TAIL_BYTES);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return vec![];
+    }
+    let mut bytes = Vec::with_capacity((len - start) as usize);
+    if f.take(TAIL_BYTES).read_to_end(&mut bytes).is_err() {
+        return vec![];
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // most likely cut in the middle
+    }
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// Creates `path` with mode 0600 from the first byte on (no window with wider permissions).
@@ -194,5 +206,15 @@ mod tests {
         std::fs::write(&p, "a\n\nb\nc\n").unwrap();
         assert_eq!(log_tail(&p, 2), vec!["b", "c"]);
         assert!(log_tail(&tmp.path().join("missing"), 2).is_empty());
+    }
+
+    #[test]
+    fn log_tail_of_a_big_log_reads_only_its_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("big.log");
+        let mut text = "x".repeat(200_000);
+        text.push_str("\nlast-but-one\nlast\n");
+        std::fs::write(&p, text).unwrap();
+        assert_eq!(log_tail(&p, 2), vec!["last-but-one", "last"]);
     }
 }
