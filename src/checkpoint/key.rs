@@ -154,7 +154,8 @@ enum ReadKey {
 fn read_key_file(path: &Path) -> Result<SecretKey, ReadKey> {
     let mut f = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // Non-blocking: a FIFO in its place is refused below instead of hanging the server.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,

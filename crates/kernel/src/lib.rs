@@ -14,6 +14,7 @@ pub mod error;
 pub mod launch;
 pub mod orphans;
 pub mod process;
+pub mod sandbox;
 pub mod spec;
 pub mod start;
 pub mod wire;
