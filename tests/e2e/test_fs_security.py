@@ -49,6 +49,9 @@ def test_symlink_swapped_in_during_edits_never_writes_outside(mcp):
             os.unlink(sub)
             os.rename(real, sub)
             swaps[0] += 1
+            # Leave the folder in place most of the time so that edits get through; the
+            # swaps land at random points of the edits (no timing is asserted).
+            stop.wait(0.003)
 
     async def body(c):
         t = threading.Thread(target=swapper)
@@ -109,7 +112,7 @@ def test_kernel_tools_refuse_impossible_notebooks(mcp):
             assert "255" in await c.err("start_kernel", notebook="x" * 300 + ".ipynb")
             assert "outside" in await c.err("start_kernel", notebook="dangling.ipynb")
             assert "folder" in await c.err("execute_code", notebook="adir.ipynb", code="1")
-            assert "folder" in await c.err("save_environment", notebook="adir.ipynb")
+            assert "folder" in await c.err("save_environment", notebook="adir.ipynb", name="c")
             assert (await c.ok("list_kernels"))["kernels"] == []
 
     mcp.run(body)
@@ -124,7 +127,7 @@ def test_one_file_through_a_symlinked_folder_is_one_notebook(mcp):
     async def body(c):
         a = await c.ok("execute_code", notebook="real/n.ipynb", code="import os; os.getpid()")
         b = await c.ok("execute_code", notebook="alias/n.ipynb", code="import os; os.getpid()")
-        assert a["status"] == b["status"] == "ok"
+        assert a["status"] == b["status"] == "completed"
         kernels = (await c.ok("list_kernels"))["kernels"]
         assert len(kernels) == 1, kernels
         assert kernels[0]["notebook"] == "real/n.ipynb"
@@ -160,6 +163,8 @@ for p in [os.getppid()] + [int(x) for x in os.listdir('/proc') if x.isdigit()]:
     if b'jupyter-mcp' in raw and b'serve' in raw:
         grab(f'server_environ', f'/proc/{p}/environ')
         grab(f'server_mem_maps', f'/proc/{p}/maps')
+        found['server_mem_maps'] = found['server_mem_maps'][:20]
+found['nnp'] = [l for l in open('/proc/self/status') if 'NoNewPrivs' in l or 'Seccomp' in l]
 print(json.dumps(found))
 '''
 
@@ -181,6 +186,7 @@ def test_kernel_code_cannot_read_the_checkpoint_key(mcp):
         return sc, text_of(res)
 
     sc, text = mcp.run(body)
+    print("probe result:", text)
     assert key.hex() not in text and secret_env not in text, "the key reached a tool result"
     assert secret_env.encode().hex() not in text
     assert '"by_path": "refused' in text, text

@@ -80,10 +80,22 @@ pub fn restrict_current_thread(
             }
         }
     }
+    // Symlinks are skipped (a link to `/` would grant everything); a rule gets only the
+    // rights its file type accepts (directory rights on a socket or FIFO would make Landlock
+    // refuse the rule, and the whole ruleset would then not be enforced).
+    let file_rights = AccessFs::from_file(ABI_WANTED);
+    let (dirs, others): (Vec<PathBuf>, Vec<PathBuf>) = granted
+        .into_iter()
+        .filter_map(|p| {
+            let meta = std::fs::symlink_metadata(&p).ok()?;
+            (!meta.file_type().is_symlink()).then_some((p, meta.is_dir()))
+        })
+        .partition_map_dirs();
     let status = Ruleset::default()
         .handle_access(all)
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(&granted, all)))
+        .and_then(|r| r.add_rules(path_beneath_rules(&dirs, all)))
+        .and_then(|r| r.add_rules(path_beneath_rules(&others, file_rights)))
         .and_then(|r| r.add_rules(path_beneath_rules(&listed, AccessFs::ReadDir)))
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("could not confine the kernel with Landlock: {e}"))?;
@@ -92,6 +104,25 @@ pub fn restrict_current_thread(
         RulesetStatus::PartiallyEnforced => Confinement::Partial,
         RulesetStatus::NotEnforced => Confinement::NotEnforced,
     })
+}
+
+/// Splits `(path, is_dir)` pairs into directories and everything else.
+trait PartitionDirs {
+    fn partition_map_dirs(self) -> (Vec<PathBuf>, Vec<PathBuf>);
+}
+
+impl<I: Iterator<Item = (PathBuf, bool)>> PartitionDirs for I {
+    fn partition_map_dirs(self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let (mut dirs, mut others) = (Vec::new(), Vec::new());
+        for (p, is_dir) in self {
+            if is_dir {
+                dirs.push(p)
+            } else {
+                others.push(p)
+            }
+        }
+        (dirs, others)
+    }
 }
 
 /// `(ancestor, child of it on the way to target)` from `/` down to target's parent.
@@ -110,6 +141,12 @@ fn ancestors_and_next(target: &Path) -> Vec<(PathBuf, PathBuf)> {
 mod tests {
     use super::*;
 
+    /// The data dir reached through the `slash` symlink beside it.
+    fn base_slash(data: &Path) -> PathBuf {
+        let base = data.parent().unwrap();
+        base.join("slash").join(data.strip_prefix("/").unwrap())
+    }
+
     #[test]
     fn a_confined_thread_cannot_read_the_hidden_folder_but_reads_its_siblings() {
         let base = tempfile::tempdir().unwrap();
@@ -120,6 +157,17 @@ mod tests {
         std::fs::write(secret.join("secret.key"), b"k").unwrap();
         std::fs::create_dir_all(secret.join("checkpoints")).unwrap();
         std::fs::write(open.join("n.ipynb"), b"n").unwrap();
+        // Siblings that broke or widened the rules: a socket, a FIFO, a symlink to `/`.
+        let _sock = std::os::unix::net::UnixListener::bind(base.path().join("sock")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &base.path().join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/", base.path().join("slash")).unwrap();
         let (s, o) = (secret.clone(), open.clone());
         let (status, secret_read, except_write, open_read, open_write) =
             std::thread::spawn(move || {
