@@ -67,6 +67,16 @@ else
     [[ -f "$KSPEC" ]] || die "ipykernel install did not create $KSPEC"
 fi
 
+# 3b. bash kernelspec (bash_kernel ships no data files; its installer writes one)
+BSPEC="$VENV/share/jupyter/kernels/bash/kernel.json"
+if [[ -f "$BSPEC" ]]; then
+    step "kernelspec: bash at ${BSPEC#"$REPO_ROOT"/}"
+else
+    step "kernelspec: bash missing from .venv, running bash_kernel.install --sys-prefix"
+    quiet "$VENV/bin/python" -m bash_kernel.install --sys-prefix
+    [[ -f "$BSPEC" ]] || die "bash_kernel.install did not create $BSPEC"
+fi
+
 # 4. the server binary
 if [[ "${SETUP_SKIP_CARGO:-0}" == "1" ]]; then
     step "cargo: skipped (SETUP_SKIP_CARGO=1)"

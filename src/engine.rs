@@ -6,6 +6,8 @@
 //!   kernel receives its code;
 //! - executions of one notebook run one at a time, in submission order (one worker per notebook);
 //!   different notebooks run in parallel;
+//! - every execution ends in memory even when the store refuses the write; the write is
+//!   retried (`unrecorded.rs`); a panicking worker is restarted on the same queue (`supervise.rs`);
 //! - waiting for a result is signalled through `watch` channels, never polled;
 //! - std mutexes guard short critical sections only and are never held across `.await`.
 
@@ -18,7 +20,11 @@ mod notebook_ops;
 mod ops;
 mod recover;
 mod session;
+mod supervise;
+mod testhooks;
+mod unrecorded;
 mod views;
+mod widgets;
 mod worker;
 mod writeback;
 
@@ -48,6 +54,7 @@ struct Inner {
     store: Store,
     live: LiveRegistry,
     sessions: Mutex<HashMap<String, Arc<NotebookSession>>>,
+    unrecorded: unrecorded::Unrecorded,
 }
 
 impl Engine {
@@ -66,6 +73,7 @@ impl Engine {
                 store,
                 live: LiveRegistry::default(),
                 sessions: Mutex::new(HashMap::new()),
+                unrecorded: Default::default(),
             }),
         })
     }
@@ -84,6 +92,11 @@ impl Engine {
         &self.inner.live
     }
 
+    /// Terminal states the store refused, kept for a retry.
+    pub(crate) fn unrecorded(&self) -> &unrecorded::Unrecorded {
+        &self.inner.unrecorded
+    }
+
     /// Resolves a notebook path under the root.
     pub fn notebook_path(&self, notebook: &str) -> EngineResult<RootedPath> {
         Ok(self.inner.config.root.notebook(notebook)?)
@@ -100,7 +113,7 @@ impl Engine {
         }
         let (session, rx) = NotebookSession::new(path.clone());
         sessions.insert(path.rel.clone(), session.clone());
-        tokio::spawn(worker::run(self.clone(), session.clone(), rx));
+        tokio::spawn(supervise::run(self.clone(), session.clone(), rx));
         session
     }
 

@@ -64,6 +64,18 @@ async fn execute(
         });
     }
     if items.is_empty() {
+        // nbclient starts the kernel anyway and records its language_info (issue 8 item 16).
+        if let Err(e) = engine
+            .record_kernel_info(path, args.kernel.as_deref())
+            .await
+        {
+            eprintln!(
+                "{}: no code cells to run; kernel metadata not recorded: {e}",
+                path.rel
+            );
+            println!("{}", path.abs.display());
+            return Ok(0);
+        }
         eprintln!("{}: no code cells to run", path.rel);
         println!("{}", path.abs.display());
         return Ok(0);

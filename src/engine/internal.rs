@@ -43,7 +43,8 @@ impl Engine {
     /// Runs `code` in the notebook's running kernel and collects its streams until both the
     /// `execute_reply` and IOPub `status: idle` arrived. It queues behind a running cell on the
     /// kernel's shell channel; `timeout` bounds the whole wait ([`EngineError::Timeout`] says
-    /// the kernel is busy). Errors with [`EngineError::NoKernel`] when no kernel runs.
+    /// the kernel is busy). Errors with [`EngineError::NoKernel`] when no kernel runs, and
+    /// [`EngineError::InvalidArgument`] when the kernel is not an IPython kernel.
     pub async fn run_internal(
         &self,
         path: &RootedPath,
@@ -56,6 +57,14 @@ impl Engine {
             .ok_or_else(|| EngineError::NoKernel {
                 notebook: path.rel.clone(),
             })?;
+        if !kernel.spec.is_ipykernel() {
+            // The server's own code (variables, checkpoints) is IPython code.
+            return Err(EngineError::InvalidArgument(format!(
+                "this needs an IPython kernel (ipykernel); {} runs the '{}' kernel ({}). \
+                 Use execute_code with that language instead",
+                path.rel, kernel.spec.name, kernel.spec.language
+            )));
+        }
         let opts = ExecuteOptions {
             store_history: false,
             allow_stdin: false,

@@ -44,28 +44,34 @@ impl Engine {
     }
 
     /// Restarts the kernel: the running execution is `interrupted`, state is lost, queued
-    /// executions run on the new kernel.
+    /// executions run on the new kernel. The lifecycle lock is held from the stop to the new
+    /// start, so the worker cannot start a kernel of its own choosing in between.
     pub async fn restart(&self, path: &RootedPath) -> EngineResult<KernelView> {
         let session = self.session(path);
-        let spec = {
+        {
             let _l = session.lifecycle.lock().await;
             let old = session.kernel.lock().ok().and_then(|mut k| k.take());
             if let Some(r) = session.running() {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
-            match old {
+            let spec = match old {
                 Some(k) => {
                     session::stop_kernel(&k).await;
                     Some(k.spec.name.clone())
                 }
                 None => None,
+            };
+            super::testhooks::point("restart_stopped").await;
+            if session.current_kernel().is_none() {
+                self.start_kernel_locked(&session, spec.as_deref()).await?;
             }
-        };
-        self.ensure_kernel(&session, spec.as_deref()).await?;
+        }
         self.kernel_view(&session).await
     }
 
-    /// Shuts the kernel down; pending executions of the notebook are cancelled.
+    /// Shuts the kernel down; pending executions of the notebook are cancelled. Both happen
+    /// under the lifecycle lock: a worker waiting for the lock to start a kernel for its next
+    /// execution finds that execution cancelled and starts nothing.
     pub async fn shutdown_kernel(&self, path: &RootedPath) -> EngineResult<KernelView> {
         let session = self.session(path);
         {
@@ -80,9 +86,10 @@ impl Engine {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             session::stop_kernel(&k).await;
+            super::testhooks::point("shutdown_stopped").await;
+            self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
+                .await?;
         }
-        self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
-            .await?;
         self.kernel_view(&session).await
     }
 

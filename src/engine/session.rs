@@ -92,6 +92,8 @@ pub struct NotebookSession {
     pub kernel: Mutex<Option<Arc<RunningKernel>>>,
     /// The execution in the kernel now.
     pub running: Mutex<Option<Arc<RunningExecution>>>,
+    /// The job the worker is handling (settled by the supervisor if the worker panics).
+    pub current_job: Mutex<Option<String>>,
     /// Why the previous kernel died, to tell the next execution.
     pub death_note: Mutex<Option<String>>,
     /// Serialises kernel start/restart/shutdown.
@@ -100,6 +102,8 @@ pub struct NotebookSession {
     pub file_lock: FileLock,
     /// display_id -> (cell_id -> output indices), for `update_display_data` across cells.
     pub displays: Mutex<HashMap<String, HashMap<String, Vec<usize>>>>,
+    /// Live widget state of the kernel, written to `metadata.widgets` with the outputs.
+    pub widgets: Mutex<super::widgets::WidgetState>,
 }
 
 impl NotebookSession {
@@ -111,10 +115,12 @@ impl NotebookSession {
             queue: tx,
             kernel: Mutex::new(None),
             running: Mutex::new(None),
+            current_job: Mutex::new(None),
             death_note: Mutex::new(None),
             lifecycle: tokio::sync::Mutex::new(()),
             file_lock: Arc::new(Mutex::new(())),
             displays: Mutex::new(HashMap::new()),
+            widgets: Mutex::new(Default::default()),
         });
         (s, rx)
     }
@@ -375,11 +381,16 @@ __jmcp_install_done_hook()
 del __jmcp_install_done_hook
 "#;
 
-/// Code that prints `__JMCP_DONE__{json}` with the hook's records for the given msg_ids.
+/// Key of the answer of [`done_query_code`] that says whether the hook is installed.
+pub const HOOK_KEY: &str = "__hook_installed__";
+
+/// Code that prints `__JMCP_DONE__{json}` with the hook's records for the given msg_ids, plus
+/// `HOOK_KEY: true|false` (whether the hook is installed, so a missing record means "not
+/// run" only when the hook could have recorded it).
 pub fn done_query_code(msg_ids: &[String]) -> String {
     let ids = serde_json::to_string(msg_ids).unwrap_or_else(|_| "[]".into());
     format!(
-        "import json as __jmcp_json\nprint('{DONE_MARKER}' + __jmcp_json.dumps({{m: (getattr(get_ipython(), '_jmcp_done', None) or {{}}).get(m) for m in __jmcp_json.loads({ids:?})}}))\ndel __jmcp_json"
+        "import json as __jmcp_json\n__jmcp_d = getattr(get_ipython(), '_jmcp_done', None)\n__jmcp_a = {{m: (__jmcp_d or {{}}).get(m) for m in __jmcp_json.loads({ids:?})}}\n__jmcp_a['{HOOK_KEY}'] = __jmcp_d is not None\nprint('{DONE_MARKER}' + __jmcp_json.dumps(__jmcp_a))\ndel __jmcp_json, __jmcp_d, __jmcp_a"
     )
 }
 

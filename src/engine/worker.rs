@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::session::{Job, NotebookSession, RunningExecution, RunningKernel};
+use super::unrecorded;
 use super::writeback::{self, Pending, PendingWrite};
 use super::{Engine, EngineError};
 use crate::store::{self, ExecutionRecord, Status};
@@ -20,11 +21,13 @@ use crate::store::{self, ExecutionRecord, Status};
 /// How often outputs of a running execution are persisted (they are also kept in memory).
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs the queue of one notebook until the engine drops the session.
-pub async fn run(
-    engine: Engine,
-    session: Arc<NotebookSession>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+/// Runs the queue of one notebook until the engine drops the session. A panic unwinds out of
+/// here to the supervisor (`supervise.rs`), which settles the job in hand and calls this again
+/// with the same receiver: queued jobs are not lost.
+pub async fn serve(
+    engine: &Engine,
+    session: &Arc<NotebookSession>,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
 ) {
     let mut pending = Pending::default();
     loop {
@@ -33,30 +36,38 @@ pub async fn run(
         let job = tokio::select! {
             job = rx.recv() => job,
             _ = tokio::time::sleep_until(pending.due().unwrap_or_else(far_future)), if !pending.is_empty() => {
-                flush_logged(&session, &mut pending).await;
+                flush_logged(session, &mut pending).await;
                 continue;
             }
         };
         let Some(job) = job else { break };
-        let (id, result) = match job {
+        // Terminal states the store refused earlier are recorded first, in order.
+        unrecorded::flush(engine).await;
+        let id = match &job {
+            Job::Run(id) | Job::Adopt(id) => id.clone(),
+        };
+        if let Ok(mut c) = session.current_job.lock() {
+            *c = Some(id.clone());
+        }
+        super::testhooks::point("worker_job").await;
+        let result = match job {
             Job::Run(id) => {
                 let more_queued = !rx.is_empty();
-                let r = run_one(&engine, &session, &id, &mut pending, more_queued).await;
-                (id, r)
+                run_one(engine, session, &id, &mut pending, more_queued).await
             }
-            Job::Adopt(id) => {
-                let r = super::recover::adopt(&engine, &session, &id).await;
-                (id, r)
-            }
+            Job::Adopt(id) => super::recover::adopt(engine, session, &id).await,
         };
         if let Err(e) = result {
             tracing::error!(execution = %id, "execution failed inside the server: {e}");
             let note = format!("the server could not run this execution: {e}");
-            let _ = finish_without_kernel(&engine, &id, Status::Failed, "ServerError", &note).await;
+            finish_without_kernel(engine, &id, Status::Failed, "ServerError", &note).await;
+        }
+        if let Ok(mut c) = session.current_job.lock() {
+            *c = None;
         }
         // Skipped (cancelled) jobs end a batch too: write what waits once nothing is queued.
         if rx.is_empty() && !pending.is_empty() {
-            flush_logged(&session, &mut pending).await;
+            flush_logged(session, &mut pending).await;
         }
     }
 }
@@ -71,15 +82,20 @@ async fn run_one(
     if engine.live().get(id).is_none() {
         return Ok(()); // finished (cancelled) while queued
     }
-    let (kernel, mut note) = match engine.ensure_kernel(session, None).await {
-        Ok(k) => k,
+    super::testhooks::point("worker_before_kernel").await;
+    // Checked again under the lifecycle lock: a shutdown that cancelled this execution while
+    // the worker waited for the lock must not get a fresh kernel started.
+    let wanted = || engine.live().get(id).is_some();
+    let (kernel, mut note) = match engine.ensure_kernel_for(session, None, &wanted).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Ok(()), // cancelled while waiting for the kernel
         Err(e) => {
             let msg = e.to_string();
             if let Some(rec) =
-                finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await?
+                finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await
             {
                 if rec.stop_on_error {
-                    cancel_rest_of_batch(engine, &rec).await?;
+                    cancel_rest_of_batch(engine, &rec).await;
                 }
             }
             return Ok(());
@@ -88,13 +104,32 @@ async fn run_one(
     let t0 = Instant::now();
     let msg_id = uuid::Uuid::new_v4().to_string();
     let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
-    let Some(rec) = engine
+    let marked = engine
         .store()
         .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
-        .await?
-    else {
-        return Ok(()); // cancelled while queued
+        .await;
+    let rec = match marked {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return Ok(()), // cancelled while queued
+        Err(e) => {
+            // Nothing was sent: the row stays `pending` in the store (it would run once after
+            // a restart) and the execution ends here, saying why.
+            let msg = format!(
+                "not run: the state database could not record its start ({e}); submit it again once the database is writable"
+            );
+            finish_without_kernel(engine, id, Status::Failed, "StoreError", &msg).await;
+            return Ok(());
+        }
     };
+    if rec
+        .batch_id
+        .as_deref()
+        .is_some_and(|b| engine.unrecorded().batch_stopped(b))
+    {
+        let msg = "not run: an earlier cell of this run_all_cells batch did not complete";
+        finish_without_kernel(engine, id, Status::Cancelled, "BatchStopped", msg).await;
+        return Ok(());
+    }
     engine.live().set_status(id, Status::Running);
     let running = Arc::new(RunningExecution {
         id: id.to_string(),
@@ -159,11 +194,7 @@ async fn run_one(
         }
     }
     done.note = note;
-    let finished = done.clone();
-    let updated = engine
-        .store()
-        .call(move |c| store::executions::finish(c, &finished))
-        .await?;
+    unrecorded::record_final(engine, done.clone()).await;
     tracing::debug!(
         execution = %id,
         mark_running_us = t_running.as_micros() as u64,
@@ -171,14 +202,8 @@ async fn run_one(
         finish_us = (t0.elapsed() - t_kernel).as_micros() as u64,
         "execution timings"
     );
-    if updated {
-        engine.live().finish(&done);
-    } else {
-        // Someone else ended it first; waiters read the stored state.
-        engine.live().set_status(id, done.status);
-    }
     if stop_batch {
-        cancel_rest_of_batch(engine, &rec).await?;
+        cancel_rest_of_batch(engine, &rec).await;
     }
     Ok(())
 }
@@ -284,6 +309,16 @@ async fn drive(
                                 Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
                         _ => {
+                            if m.msg_type.starts_with("comm_") {
+                                if let Ok(mut w) = session.widgets.lock() {
+                                    w.apply(
+                                        &kernel.session_id,
+                                        &m.msg_type,
+                                        &m.content,
+                                        &m.buffers,
+                                    );
+                                }
+                            }
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
                                     Applied::Changed => dirty = true,
@@ -326,7 +361,11 @@ async fn drive(
 }
 
 /// Interrupts the running execution on the server's own initiative, recording why.
-async fn server_interrupt(kernel: &RunningKernel, running: &RunningExecution, reason: String) {
+pub(super) async fn server_interrupt(
+    kernel: &RunningKernel,
+    running: &RunningExecution,
+    reason: String,
+) {
     tracing::info!(execution = %running.id, "{reason}");
     if let Ok(mut r) = running.interrupt_reason.lock() {
         *r = Some(reason);
@@ -438,52 +477,27 @@ fn join_notes(note: Option<String>, more: &[String]) -> String {
     all.join("\n")
 }
 
-/// Records a terminal state for an execution that never reached a kernel.
+/// Records a terminal state for an execution that never reached a kernel. It ends in memory
+/// even when the store fails (see `unrecorded.rs`). Returns the record if this call ended it.
 pub async fn finish_without_kernel(
     engine: &Engine,
     id: &str,
     status: Status,
     ename: &str,
     message: &str,
-) -> Result<Option<ExecutionRecord>, EngineError> {
-    let owned = id.to_string();
-    let Some(mut rec) = engine
-        .store()
-        .call(move |c| store::executions::get(c, &owned))
-        .await?
-    else {
-        return Ok(None);
-    };
-    rec.status = status;
-    rec.error = Some(json!({"ename": ename, "evalue": message, "traceback": []}));
-    rec.note = Some(message.to_string());
-    rec.finished_at = Some(store::now());
-    let stored = rec.clone();
-    let updated = engine
-        .store()
-        .call(move |c| store::executions::finish(c, &stored))
-        .await?;
-    engine.live().set_status(id, status);
-    Ok(updated.then_some(rec))
+) -> Option<ExecutionRecord> {
+    unrecorded::settle(engine, id, status, ename, message).await
 }
 
-pub(super) async fn cancel_rest_of_batch(
-    engine: &Engine,
-    rec: &ExecutionRecord,
-) -> Result<(), EngineError> {
+/// Cancels the pending rest of a stop-on-error `run_all_cells` batch after `rec` did not
+/// complete (in memory at least, if the store fails).
+pub(super) async fn cancel_rest_of_batch(engine: &Engine, rec: &ExecutionRecord) {
     let Some(batch) = rec.batch_id.clone() else {
-        return Ok(());
+        return;
     };
     let note = format!(
         "not run: cell '{}' before it in this run_all_cells batch did not complete",
         rec.cell_id.clone().unwrap_or_default()
     );
-    let ids = engine
-        .store()
-        .call(move |c| store::executions::cancel_batch(c, &batch, &note))
-        .await?;
-    for id in ids {
-        engine.live().set_status(&id, Status::Cancelled);
-    }
-    Ok(())
+    unrecorded::cancel_batch(engine, batch, note).await;
 }

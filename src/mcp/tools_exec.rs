@@ -222,6 +222,9 @@ impl JupyterMcp {
         }
         if !items.is_empty() {
             self.check_kernel(&path)?;
+        } else if let Err(e) = self.engine.record_kernel_info(&path, None).await {
+            // Nothing to run: the kernel metadata is a courtesy (issue 8 item 16).
+            tracing::warn!("{}: kernel metadata not recorded: {e}", path.rel);
         }
         let ids = self
             .engine

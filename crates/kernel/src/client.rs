@@ -27,6 +27,9 @@ use crate::{KernelError, Result};
 type SendHalf = Connection<zeromq::DealerSendHalf>;
 
 /// Something that happened for one request.
+// Messages are the common case and `Died` comes once per request: boxing every message to
+// shrink the rare variant would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum KernelEvent {
     /// A message whose `parent_header.msg_id` is the request's id (any channel).

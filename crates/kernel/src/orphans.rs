@@ -137,6 +137,7 @@ mod tests {
             parent_msg_id: Some("p".into()),
             header: json!({}),
             content: json!({ "n": n }),
+            buffers: vec![],
         }
     }
 

@@ -34,6 +34,8 @@ pub struct WireMessage {
     pub header: Value,
     /// The content object, untouched.
     pub content: Value,
+    /// Binary buffers after the content frame (widget `comm_msg` data, for instance).
+    pub buffers: Vec<Vec<u8>>,
 }
 
 impl WireMessage {
@@ -71,6 +73,7 @@ impl WireMessage {
             parent_msg_id,
             header,
             content,
+            buffers: raw.jparts.iter().skip(4).map(|b| b.to_vec()).collect(),
         })
     }
 

@@ -16,6 +16,7 @@ mod error;
 pub mod io;
 mod lines;
 pub mod merge;
+pub mod nonfinite;
 mod parse;
 mod pyjson;
 

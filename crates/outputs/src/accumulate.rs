@@ -1,13 +1,15 @@
 //! One cell's outputs built from IOPub messages exactly as nbclient 0.11 does
 //! (`NotebookClient.process_message`, `output`, `clear_output`,
 //! `_update_display_id`, `clear_display_id_mapping`) with nbformat 5.11's
-//! `output_from_msg`, followed at [`OutputAccumulator::finish`] by the
-//! `coalesce_streams=True` block (see [`crate::coalesce`]).
+//! `output_from_msg` (nbclient's default `coalesce_streams=False`), followed
+//! at [`OutputAccumulator::finish`] by JupyterLab's stream handling (see
+//! [`crate::coalesce`]).
 //!
-//! Deliberate differences, all for robustness or memory:
+//! Deliberate differences:
 //! - consecutive `stream` messages of the same name are appended to the same
-//!   output while accumulating (nbclient keeps one output per message until
-//!   the end); the coalesced result is identical;
+//!   output (nbclient keeps one output per message; JupyterLab merges them
+//!   and applies `\b`/`\r`, SPEC §4); streams never merge across another
+//!   output, so interleaved stdout/stderr keep their arrival order;
 //! - malformed messages are ignored instead of raising (see [`output_from_msg`]);
 //! - display-id indices are remapped through coalescing in [`Finished`]
 //!   (nbclient keeps pre-coalescing indices, which later cells then apply to
@@ -245,7 +247,7 @@ impl OutputAccumulator {
         self.messages
     }
 
-    /// Ends the cell: nbclient's `coalesce_streams` processing, with display
+    /// Ends the cell: stream processing ([`coalesce_streams`]), with display
     /// ids remapped to the coalesced indices (deduplicated, in order).
     pub fn finish(self) -> Finished {
         let coalesced = coalesce_streams(self.outputs);
