@@ -161,7 +161,7 @@ mod tests {
         let _sock = std::os::unix::net::UnixListener::bind(base.path().join("sock")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &base.path().join("fifo"),
+            base.path().join("fifo"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o600),
             0,
@@ -175,7 +175,8 @@ mod tests {
                 let status = restrict_current_thread(std::slice::from_ref(&s), &except).unwrap();
                 (
                     status,
-                    std::fs::read(s.join("secret.key")).is_ok(),
+                    std::fs::read(s.join("secret.key")).is_ok()
+                        || std::fs::read(base_slash(&s).join("secret.key")).is_ok(),
                     std::fs::write(s.join("checkpoints").join("t.dill"), b"x").is_ok(),
                     std::fs::read(o.join("n.ipynb")).is_ok(),
                     std::fs::write(o.join("new.txt"), b"x").is_ok(),
