@@ -113,9 +113,26 @@ impl Default for Limits {
 }
 
 impl Config {
-    /// `DATA_DIR/kernels`: connection files and kernel logs.
+    /// Connection files and kernel logs: a private runtime folder *outside* the data dir,
+    /// `$XDG_RUNTIME_DIR/jupyter-mcp-<hash>` (else `/tmp/jupyter-mcp-<uid>/<hash>`), where
+    /// `<hash>` is 16 hex digits of the SHA-256 of the data dir's path. A kernel's argv names
+    /// its connection file, so this keeps the data dir (and `secret.key` in it) out of every
+    /// kernel's argv (issue 9 item 2). Created mode 0700 by the launcher.
     pub fn kernels_dir(&self) -> PathBuf {
-        self.data_dir.join("kernels")
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+            Some(dir) if dir.is_absolute() && dir.is_dir() => {
+                dir.join(format!("jupyter-mcp-{hash}"))
+            }
+            _ => std::env::temp_dir()
+                .join(format!(
+                    "jupyter-mcp-{}",
+                    rustix::process::geteuid().as_raw()
+                ))
+                .join(hash),
+        }
     }
 
     /// `DATA_DIR/state.db`.

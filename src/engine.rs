@@ -62,9 +62,9 @@ struct Inner {
 impl Engine {
     /// Opens the store under the data dir (creating it) and returns an idle engine.
     pub fn new(config: Config) -> EngineResult<Engine> {
-        std::fs::create_dir_all(config.kernels_dir()).map_err(|source| {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
             crate::store::StoreError::DataDir {
-                path: config.kernels_dir(),
+                path: config.data_dir.clone(),
                 source,
             }
         })?;

@@ -3,6 +3,7 @@
 //! (see `worker.rs`) runs the notebook's executions in order.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -154,12 +155,30 @@ pub async fn launch_kernel(
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| cfg.root.path().to_path_buf());
+    // Kernels write and read their checkpoint files there (signed and verified by the
+    // server); it must exist before the kernel is confined to keep it usable.
+    let checkpoints = cfg.data_dir.join("checkpoints");
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&checkpoints)
+    {
+        tracing::warn!("could not create {}: {e}", checkpoints.display());
+    }
     let opts = LaunchOptions {
         cwd,
         runtime_dir: cfg.kernels_dir(),
+        hide: vec![cfg.data_dir.clone()],
+        hide_except: vec![checkpoints],
     };
     let started = start_kernel(spec, &opts, cfg.kernel_start_timeout).await?;
     let mut launched = started.launched;
+    if launched.confinement == jmcp_kernel::sandbox::Confinement::NotEnforced {
+        tracing::warn!(
+            "Landlock is not available on this Linux: kernel code running as this user can read {} (checkpoint key, state.db)",
+            cfg.data_dir.display()
+        );
+    }
     let record = KernelSessionRecord {
         id: uuid::Uuid::new_v4().to_string(),
         notebook: session.path.rel.clone(),

@@ -16,6 +16,7 @@ pub mod launch;
 pub mod orphans;
 pub mod ports;
 pub mod process;
+pub mod sandbox;
 pub mod spec;
 pub mod start;
 pub mod wire;
