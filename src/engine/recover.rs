@@ -285,7 +285,10 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
         interrupted: Arc::new(Default::default()),
         interrupt_reason: Default::default(),
         input_request: Default::default(),
+        gate: Default::default(),
     });
+    // The kernel started this request before the restart: interrupts go through at once.
+    running.gate.kernel_started();
     if let Ok(mut r) = session.running.lock() {
         *r = Some(running.clone());
     }
