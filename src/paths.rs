@@ -29,11 +29,11 @@ pub enum PathError {
     #[error("'{path}' is not a notebook: notebook paths end in .ipynb")]
     NotNotebook { path: String },
     /// The root itself cannot be resolved.
-    #[error("the notebook root {root} cannot be used: {source}")]
+    #[error("the notebook root {root} cannot be used: {reason}; create the folder or pass an existing one with --root")]
     Root {
         root: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Why (not a `source`, so the message does not repeat it in a cause chain).
+        reason: std::io::Error,
     },
 }
 
@@ -46,9 +46,9 @@ pub struct Root {
 impl Root {
     /// Canonicalizes `dir` (which must exist).
     pub fn new(dir: &Path) -> Result<Root, PathError> {
-        let canonical = dir.canonicalize().map_err(|source| PathError::Root {
+        let canonical = dir.canonicalize().map_err(|reason| PathError::Root {
             root: dir.to_path_buf(),
-            source,
+            reason,
         })?;
         Ok(Root { canonical })
     }

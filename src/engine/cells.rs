@@ -53,7 +53,7 @@ impl Engine {
                     ))
                 })?;
             }
-            create_new(&p.abs, &nb).map_err(|e| notebook_ops::create_error(e, &p.rel))
+            create_new(&p.abs, &nb).map_err(|e| notebook_ops::create_error(e, &p.rel, &p.abs))
         })
         .await?;
         Ok(ids)
