@@ -137,11 +137,18 @@ pub(super) fn judge(frame: Frame) -> Verdict {
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
+            // A lone surrogate escape is well-formed JSON text but no Unicode string: answer
+            // the request it belongs to, if its id can be read once the escape is replaced.
+            let id = serde_json::from_str::<Value>(&replace_lone_surrogates(&text))
+                .ok()
+                .as_ref()
+                .and_then(answerable_id)
+                .unwrap_or(Value::Null);
             return Verdict::Reply(vec![error_response(
-                Value::Null,
+                id,
                 PARSE_ERROR,
                 format!("Parse error: the message is not valid JSON ({e}); send one JSON-RPC message per line"),
-            )])
+            )]);
         }
     };
     match value {
@@ -162,6 +169,46 @@ pub(super) fn judge(frame: Frame) -> Verdict {
             "Invalid Request: a JSON-RPC message must be a JSON object",
         )]),
     }
+}
+
+/// `text` with every `\\uXXXX` escape of an unpaired UTF-16 surrogate replaced by `\\ufffd`.
+fn replace_lone_surrogates(text: &str) -> String {
+    fn unit(s: &str) -> Option<u16> {
+        s.strip_prefix("\\u")
+            .and_then(|h| h.get(..4))
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(off) = text[i..].find('\\') {
+        let at = i + off;
+        out.push_str(&text[i..at]);
+        let rest = &text[at..];
+        match unit(rest) {
+            Some(0xD800..=0xDBFF)
+                if unit(&rest[6..]).is_some_and(|lo| (0xDC00..=0xDFFF).contains(&lo)) =>
+            {
+                out.push_str(&rest[..12]);
+                i = at + 12;
+            }
+            Some(0xD800..=0xDFFF) => {
+                out.push_str("\\ufffd");
+                i = at + 6;
+            }
+            Some(_) => {
+                out.push_str(&rest[..6]);
+                i = at + 6;
+            }
+            None => {
+                // Any other escape: copy the backslash and the escaped character.
+                let len = rest[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+                out.push_str(&rest[..len]);
+                i = at + len;
+            }
+        }
+    }
+    out.push_str(&text[i..]);
+    out
 }
 
 /// MCP (since 2025-06-18) has no JSON-RPC batches: each request in one gets its own error.

@@ -45,7 +45,7 @@ MALFORMED: list[tuple[bytes, object, int]] = [
     (b'{"jsonrpc":"2.0","id":"p2","method":"tools/list","params":"x"}', "p2", -32600),
     (b'{"jsonrpc":"1.0","id":"v1","method":"ping"}', "v1", -32600),
     (_req("nul") + b"\x00", None, -32700),
-    (b'{"jsonrpc":"2.0","id":"s1","method":"ping","params":{"a":"\\ud800"}}', None, -32700),
+    (b'{"jsonrpc":"2.0","id":"s1","method":"ping","params":{"a":"\\ud800"}}', "s1", -32700),
     (b'{"jsonrpc":"2.0","id":"d1","method":"ping","params":' + b"[" * 200 + b"]" * 200 + b"}", None, -32700),
     (b'{"jsonrpc":"2.0","id":"n1","method":"ping","params":{"a":NaN}}', None, -32700),
     (b'{"jsonrpc":"2.0","id":"n2","method":"ping","params":{"a":Infinity}}', None, -32700),

@@ -36,7 +36,6 @@ fn parse_errors_answer_with_null_id() {
         &b"\xff"[..],
         b"{\"jsonrpc\":\"2.0\",\"id\":1,",
         b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\0",
-        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\ud800\"}",
         b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":NaN}}",
         b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":1e400}}",
     ] {
@@ -54,6 +53,16 @@ fn parse_errors_answer_with_null_id() {
     assert_eq!(
         codes(&judge(Frame::TooLong(1 << 25))),
         vec![(Value::Null, PARSE_ERROR)]
+    );
+}
+
+#[test]
+fn lone_surrogates_are_answered_with_the_request_id() {
+    let text = br#"{"jsonrpc":"2.0","id":7,"method":"x","params":{"a":"\ud800","b":"\\u00e9 \ud83d\ude00 \udcff"}}"#;
+    assert_eq!(codes(&line(text)), vec![(json!(7), PARSE_ERROR)]);
+    assert_eq!(
+        replace_lone_surrogates(r#""\ud800 \\ud800 \ud83d\ude00 \n""#),
+        r#""\ufffd \\ud800 \ud83d\ude00 \n""#
     );
 }
 
