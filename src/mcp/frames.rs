@@ -325,6 +325,29 @@ fn check_params(method: &str, params: Option<&Value>) -> Result<(), Problem> {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+    if method == "tools/call" {
+        let name = params.and_then(|p| p.get("name"));
+        let arguments = params.and_then(|p| p.get("arguments"));
+        let problem = if !name.is_some_and(Value::is_string) {
+            Some(format!(
+                "\"name\" must be a string naming a tool (see tools/list), got {}",
+                describe(name)
+            ))
+        } else if !arguments.is_none_or(|a| a.is_object() || a.is_null()) {
+            Some(format!(
+                "\"arguments\" must be an object of named arguments, got {}",
+                describe(arguments)
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(Problem {
+                code: INVALID_PARAMS,
+                message: format!("Invalid params for tools/call: {problem}"),
+            });
+        }
+    }
     let result = match method {
         "initialize" => decode::<InitializeRequestParams>(params),
         "tools/call" => decode::<CallToolRequestParams>(params),
