@@ -5,7 +5,7 @@
 * Tool calls generated from every tool's inputSchema (own generator, fixed seed): every
   request gets a valid JSON-RPC response within a bound, the server never dies, and a
   canary folder beside the root never changes. JMCP_FUZZ_CALLS sets the number of calls
-  (default 1500 in CI), JMCP_FUZZ_SEED the seed.
+  (default 2000 in CI), JMCP_FUZZ_SEED the seed.
 * Every tool schema uses standard JSON Schema 2020-12 keywords and formats only.
 """
 
@@ -257,7 +257,7 @@ def valid_response(msg: dict, rid) -> str | None:
     return None
 
 
-FUZZ_CALLS = int(os.environ.get("JMCP_FUZZ_CALLS", "1500"))
+FUZZ_CALLS = int(os.environ.get("JMCP_FUZZ_CALLS", "2000"))
 FUZZ_SEED = int(os.environ.get("JMCP_FUZZ_SEED", "9"))
 CALL_BOUND_S = 90.0
 
