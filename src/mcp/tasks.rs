@@ -153,6 +153,15 @@ async fn records(svc: &JupyterMcp, id: &str) -> Result<Vec<ExecutionRecord>, (i6
     }
 }
 
+/// Tasks cancelled in this process whose interrupt the kernel may not have confirmed yet:
+/// they are `cancelled` from the cancel response on (the execution is marked interrupted and
+/// settles as such; after a restart, recovery settles it the same way).
+fn cancelled() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static CANCELLED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    CANCELLED.get_or_init(Default::default)
+}
+
 /// The task (spec "Task" object) for an execution id.
 async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
@@ -165,6 +174,11 @@ async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
         (
             "input_required",
             "waiting for input(): answer with send_input".to_string(),
+        )
+    } else if unfinished > 0 && cancelled().lock().is_ok_and(|c| c.contains(id)) {
+        (
+            "cancelled",
+            "cancelled; the kernel is still confirming the interrupt".to_string(),
         )
     } else if unfinished > 0 {
         (
@@ -252,15 +266,10 @@ async fn cancel_task(svc: &JupyterMcp, id: &str) -> RpcResult {
             .await
             .map_err(|e| (INTERNAL, e.to_string()))?;
     }
-    let mut state = task_state(svc, id).await?;
-    if state["status"] == "working" {
-        // The interrupt is delivered and the execution is marked interrupted, but the kernel
-        // has not confirmed yet: the task can only end as cancelled now.
-        state["status"] = json!("cancelled");
-        state["statusMessage"] =
-            json!("cancelled; the kernel is still being interrupted (tasks/get shows it settle)");
+    if let Ok(mut c) = cancelled().lock() {
+        c.insert(id.to_string());
     }
-    Ok(state)
+    task_state(svc, id).await
 }
 
 async fn list_tasks(svc: &JupyterMcp) -> RpcResult {
