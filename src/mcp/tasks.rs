@@ -245,7 +245,8 @@ async fn task_result(svc: &JupyterMcp, id: &str) -> RpcResult {
 /// running one interrupted) and answered `cancelled`; a finished one is an error (-32602).
 async fn cancel_task(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
-    if recs.iter().all(|r| r.status.is_terminal()) {
+    let already = cancelled().lock().is_ok_and(|c| c.contains(id));
+    if already || recs.iter().all(|r| r.status.is_terminal()) {
         let state = task_state(svc, id).await?;
         return Err((
             INVALID_PARAMS,
