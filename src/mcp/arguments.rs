@@ -95,9 +95,7 @@ fn check_value(
     path: &str,
 ) -> Option<String> {
     let schema = resolve(root, schema);
-    let Some(obj) = schema.as_object() else {
-        return None;
-    };
+    let obj = schema.as_object()?;
     if let Some(alts) = obj
         .get("anyOf")
         .or_else(|| obj.get("oneOf"))
