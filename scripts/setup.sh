@@ -69,6 +69,16 @@ else
     [[ -f "$KSPEC" ]] || die "ipykernel install did not create $KSPEC"
 fi
 
+# 3b. bash kernelspec (bash_kernel ships no data files; its installer writes one)
+BSPEC="$VENV/share/jupyter/kernels/bash/kernel.json"
+if [[ -f "$BSPEC" ]]; then
+    step "kernelspec: bash at ${BSPEC#"$REPO_ROOT"/}"
+else
+    step "kernelspec: bash missing from .venv, running bash_kernel.install --sys-prefix"
+    quiet "$VENV/bin/python" -m bash_kernel.install --sys-prefix
+    [[ -f "$BSPEC" ]] || die "bash_kernel.install did not create $BSPEC"
+fi
+
 # 4. TypeScript MCP SDK clients (node 20 + npm from Debian: apt-get install nodejs npm)
 TS_DIR="$REPO_ROOT/tests/ts"
 TS_STAMP="$TS_DIR/node_modules/.lock.sha256"

@@ -23,6 +23,7 @@ pub mod leases;
 mod offload;
 pub mod page;
 pub mod preview;
+pub mod spill;
 pub mod uri;
 
 use std::io::Write as _;
@@ -125,6 +126,9 @@ struct Inner {
     write_lock: Mutex<()>,
     previews: PreviewCache,
 }
+
+/// Executions whose outputs `prune` reads per store call.
+const PRUNE_BATCH: usize = 200;
 
 static CURRENT: RwLock<Option<Assets>> = RwLock::new(None);
 
@@ -333,15 +337,28 @@ impl Assets {
         now: DateTime<Utc>,
     ) -> Result<PruneReport, AssetError> {
         let nb = notebook.map(str::to_owned);
-        let (rows, executions, links) = self.inner.store.call_blocking(move |c| {
+        let (rows, links) = self.inner.store.call_blocking(move |c| {
             let total = leases::count(c, nb.as_deref())?;
             let rows = leases::list(c, nb.as_deref(), 0, total.max(1))?;
-            let mut executions = Vec::new();
-            leases::each_execution(c, |e| executions.push(e))?;
-            Ok((rows, executions, leases::all_refs(c)?))
+            Ok((rows, leases::all_refs(c)?))
         })?;
+        // Outputs of every stored execution, a batch per store call (bounded memory, and the
+        // connection is free between batches).
         let mut refs = References::default();
-        refs.add_executions(executions, &links);
+        let mut after = 0i64;
+        loop {
+            let batch = self
+                .inner
+                .store
+                .call_blocking(move |c| leases::execution_batch(c, after, PRUNE_BATCH))?;
+            let Some((last, _)) = batch.last() else { break };
+            after = *last;
+            let full = batch.len() == PRUNE_BATCH;
+            refs.add_executions(batch.into_iter().map(|(_, e)| e), &links);
+            if !full {
+                break;
+            }
+        }
         refs.add_notebooks(&self.inner.root);
         let dir = &self.inner.dir;
         let file_of = |uri: &str| AssetId::parse(uri).ok().map(|id| dir.join(id.rel_path()));

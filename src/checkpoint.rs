@@ -238,11 +238,12 @@ impl Service {
         Ok(slot.get_or_insert(k).clone())
     }
 
+    /// The lock of one checkpoint file. Locks nobody holds or waits for (only the map has
+    /// them) are dropped on the way, so the map holds at most the checkpoints in use.
     fn file_lock(&self, stem: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.locks)
-            .entry(stem.to_string())
-            .or_default()
-            .clone()
+        let mut locks = lock(&self.locks);
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(stem.to_string()).or_default().clone()
     }
 }
 
@@ -449,5 +450,26 @@ mod tests {
         });
         let _ = refused(CheckpointError::Kernel("not counted".into()));
         assert!(metrics::checkpoint().security_signature_failures.get() > before);
+    }
+
+    #[test]
+    fn lock_map_keeps_only_locks_in_use() {
+        let svc = Service {
+            root: PathBuf::from("/nonexistent"),
+            data_dir: PathBuf::from("/nonexistent"),
+            key: Mutex::new(None),
+            locks: Mutex::new(HashMap::new()),
+            auto_marks: Mutex::new(HashMap::new()),
+        };
+        let held = svc.file_lock("kept");
+        for i in 0..1000 {
+            drop(svc.file_lock(&format!("stem-{i}")));
+        }
+        let n = lock(&svc.locks).len();
+        assert_eq!(n, 2, "the held lock and the last one asked for, not 1001");
+        assert!(
+            Arc::ptr_eq(&held, &svc.file_lock("kept")),
+            "a held lock is shared"
+        );
     }
 }

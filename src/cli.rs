@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::paths::Root;
 
+pub mod seconds;
+
 /// jupyter-mcp: AI agents work in real Jupyter kernels and notebooks over MCP.
 #[derive(Debug, Parser)]
 #[command(name = "jupyter-mcp", version, about)]
@@ -43,13 +45,13 @@ pub struct Shared {
     #[arg(long, default_value_t = 8192)]
     pub max_text_bytes: usize,
     /// Seconds a kernel may take to start.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds::seconds)]
     pub kernel_start_timeout: f64,
     /// Interrupt any cell that runs longer than this many seconds (default: no limit).
-    #[arg(long)]
+    #[arg(long, value_parser = seconds::seconds)]
     pub max_cell_seconds: Option<f64>,
     /// Interrupt a cell whose input() prompt is not answered (send_input) within this many seconds.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 300.0, value_parser = seconds::seconds)]
     pub input_timeout: f64,
     /// Write outputs larger than this many bytes into the notebook file as a link to their
     /// asset instead of in full (default: off; the execution record keeps them whole).
@@ -64,8 +66,26 @@ pub struct Shared {
     pub image_max_dim: u32,
     /// Keep an asset at least this many hours after it was last produced or read (garbage
     /// collection by prune_assets also requires that nothing references it).
-    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+    #[arg(long, default_value_t = 24.0, value_name = "HOURS", value_parser = seconds::hours)]
     pub asset_lease_hours: f64,
+    /// Total bytes of one tool result for the model (all text and structured content of the
+    /// call; the rest is paged: read_asset, offsets, get_execution).
+    #[arg(long, default_value_t = 48 * 1024, value_name = "BYTES")]
+    pub max_result_bytes: usize,
+    /// Bytes of outputs one execution keeps (memory, record, notebook); past it the middle
+    /// outputs are stored as an asset and replaced by one marker output (head and tail kept).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub max_execution_output_bytes: usize,
+    /// Refuse notebook files larger than this many bytes (they are not read).
+    #[arg(long, default_value_t = jmcp_notebook::limit::DEFAULT_MAX_NOTEBOOK_BYTES, value_name = "BYTES")]
+    pub max_notebook_bytes: u64,
+    /// Delete finished executions older than this many days (0: keep forever). Pending and
+    /// running ones, and the last one of each notebook cell, are never deleted.
+    #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
+    pub keep_executions_days: f64,
+    /// Keep at most this many finished executions, newest first (0: no count limit).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub keep_executions: u64,
 }
 
 /// `serve` options.
@@ -106,7 +126,7 @@ pub struct RunArgs {
     /// The notebook to execute (relative to the working directory).
     pub notebook: PathBuf,
     /// Per-cell time limit in seconds (default: none). A cell over it is interrupted.
-    #[arg(long)]
+    #[arg(long, value_parser = seconds::seconds)]
     pub timeout: Option<f64>,
     /// Kernel to run the notebook with, overriding the kernelspec its metadata names
     /// (default: the notebook's own, else python3).
@@ -168,6 +188,7 @@ impl Shared {
                     .filter(|s| s.is_finite() && *s > 0.0)
                     .map(Duration::from_secs_f64),
                 input_timeout: Duration::from_secs_f64(self.input_timeout.clamp(1.0, 86_400.0)),
+                allow_stdin: true,
             },
             assets: crate::config::AssetOptions {
                 offload_outputs_over: self.offload_outputs_over.filter(|n| *n > 0),
@@ -179,6 +200,26 @@ impl Shared {
                     24.0
                 },
             },
+            volume: self.volume()?,
+        })
+    }
+
+    /// The volume bounds; refuses values that cannot work (with the flag's name).
+    fn volume(&self) -> anyhow::Result<crate::config::VolumeLimits> {
+        if !self.keep_executions_days.is_finite() || self.keep_executions_days < 0.0 {
+            anyhow::bail!(
+                "--keep-executions-days must be a number of days >= 0 (0 keeps executions forever), not {}",
+                self.keep_executions_days
+            );
+        }
+        jmcp_notebook::limit::set_max_notebook_bytes(self.max_notebook_bytes);
+        Ok(crate::config::VolumeLimits {
+            max_result_bytes: self.max_result_bytes.max(4096),
+            max_execution_output_bytes: self.max_execution_output_bytes.max(64 * 1024),
+            max_notebook_bytes: self.max_notebook_bytes.max(1),
+            keep_executions_days: (self.keep_executions_days > 0.0)
+                .then_some(self.keep_executions_days.min(365.0 * 100.0)),
+            keep_executions: (self.keep_executions > 0).then_some(self.keep_executions),
         })
     }
 

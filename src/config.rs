@@ -29,6 +29,40 @@ pub struct Config {
     pub limits: Limits,
     /// Asset store options (SPEC §4).
     pub assets: AssetOptions,
+    /// Bounds on memory, answers and the database of a long-running server (issues 8, 9).
+    pub volume: VolumeLimits,
+}
+
+/// Bounds for a server that runs for months: `--max-result-bytes`,
+/// `--max-execution-output-bytes`, `--max-notebook-bytes`, `--keep-executions-days`,
+/// `--keep-executions`.
+#[derive(Debug, Clone, Copy)]
+pub struct VolumeLimits {
+    /// Total bytes of one tool result for the model (text content plus structured content;
+    /// images are counted apart, see `mcp::budget`). Default 48 KiB.
+    pub max_result_bytes: usize,
+    /// Bytes of nbformat outputs one execution keeps in memory, in its record and in the
+    /// notebook; past it the middle outputs go to an asset and a marker output replaces them
+    /// (head and tail kept). Default 16 MiB.
+    pub max_execution_output_bytes: usize,
+    /// Largest notebook file read, in bytes (default 256 MiB).
+    pub max_notebook_bytes: u64,
+    /// Finished executions older than this are deleted (default 30 days; `None`: kept).
+    pub keep_executions_days: Option<f64>,
+    /// At most this many finished executions are kept, newest first (default 100,000).
+    pub keep_executions: Option<u64>,
+}
+
+impl Default for VolumeLimits {
+    fn default() -> Self {
+        VolumeLimits {
+            max_result_bytes: 48 * 1024,
+            max_execution_output_bytes: 16 * 1024 * 1024,
+            max_notebook_bytes: jmcp_notebook::limit::DEFAULT_MAX_NOTEBOOK_BYTES,
+            keep_executions_days: Some(30.0),
+            keep_executions: Some(100_000),
+        }
+    }
 }
 
 /// Asset store options: `--offload-outputs-over`, `--image-max-bytes`, `--image-max-dim`,
@@ -63,6 +97,9 @@ pub struct Limits {
     pub max_cell: Option<Duration>,
     /// Interrupt a cell whose `input()` prompt stays unanswered this long.
     pub input_timeout: Duration,
+    /// Let cells call `input()` (`allow_stdin` of each `execute_request`). `run` turns it off
+    /// so that `input()` fails at once, as under nbclient.
+    pub allow_stdin: bool,
 }
 
 impl Default for Limits {
@@ -70,14 +107,32 @@ impl Default for Limits {
         Limits {
             max_cell: None,
             input_timeout: Duration::from_secs(300),
+            allow_stdin: true,
         }
     }
 }
 
 impl Config {
-    /// `DATA_DIR/kernels`: connection files and kernel logs.
+    /// Connection files and kernel logs: a private runtime folder *outside* the data dir,
+    /// `$XDG_RUNTIME_DIR/jupyter-mcp-<hash>` (else `/tmp/jupyter-mcp-<uid>/<hash>`), where
+    /// `<hash>` is 16 hex digits of the SHA-256 of the data dir's path. A kernel's argv names
+    /// its connection file, so this keeps the data dir (and `secret.key` in it) out of every
+    /// kernel's argv (issue 9 item 2). Created mode 0700 by the launcher.
     pub fn kernels_dir(&self) -> PathBuf {
-        self.data_dir.join("kernels")
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+            Some(dir) if dir.is_absolute() && dir.is_dir() => {
+                dir.join(format!("jupyter-mcp-{hash}"))
+            }
+            _ => std::env::temp_dir()
+                .join(format!(
+                    "jupyter-mcp-{}",
+                    rustix::process::geteuid().as_raw()
+                ))
+                .join(hash),
+        }
     }
 
     /// `DATA_DIR/state.db`.

@@ -6,19 +6,27 @@
 //!   kernel receives its code;
 //! - executions of one notebook run one at a time, in submission order (one worker per notebook);
 //!   different notebooks run in parallel;
+//! - every execution ends in memory even when the store refuses the write; the write is
+//!   retried (`unrecorded.rs`); a panicking worker is restarted on the same queue (`supervise.rs`);
 //! - waiting for a result is signalled through `watch` channels, never polled;
 //! - std mutexes guard short critical sections only and are never held across `.await`.
 
+mod bound;
 mod cells;
 mod error;
 mod internal;
+mod interrupts;
 mod kernels;
 mod live;
 mod notebook_ops;
 mod ops;
 mod recover;
 mod session;
+mod supervise;
+mod testhooks;
+mod unrecorded;
 mod views;
+mod widgets;
 mod worker;
 mod writeback;
 
@@ -48,14 +56,15 @@ struct Inner {
     store: Store,
     live: LiveRegistry,
     sessions: Mutex<HashMap<String, Arc<NotebookSession>>>,
+    unrecorded: unrecorded::Unrecorded,
 }
 
 impl Engine {
     /// Opens the store under the data dir (creating it) and returns an idle engine.
     pub fn new(config: Config) -> EngineResult<Engine> {
-        std::fs::create_dir_all(config.kernels_dir()).map_err(|source| {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
             crate::store::StoreError::DataDir {
-                path: config.kernels_dir(),
+                path: config.data_dir.clone(),
                 source,
             }
         })?;
@@ -66,6 +75,7 @@ impl Engine {
                 store,
                 live: LiveRegistry::default(),
                 sessions: Mutex::new(HashMap::new()),
+                unrecorded: Default::default(),
             }),
         })
     }
@@ -84,6 +94,11 @@ impl Engine {
         &self.inner.live
     }
 
+    /// Terminal states the store refused, kept for a retry.
+    pub(crate) fn unrecorded(&self) -> &unrecorded::Unrecorded {
+        &self.inner.unrecorded
+    }
+
     /// Resolves a notebook path under the root.
     pub fn notebook_path(&self, notebook: &str) -> EngineResult<RootedPath> {
         Ok(self.inner.config.root.notebook(notebook)?)
@@ -100,7 +115,7 @@ impl Engine {
         }
         let (session, rx) = NotebookSession::new(path.clone());
         sessions.insert(path.rel.clone(), session.clone());
-        tokio::spawn(worker::run(self.clone(), session.clone(), rx));
+        tokio::spawn(supervise::run(self.clone(), session.clone(), rx));
         session
     }
 

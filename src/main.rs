@@ -53,6 +53,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
             let _auto_checkpoints = jupyter_mcp::checkpoint::auto::spawn(&engine);
+            let volume = engine.config().volume;
+            let _retention = jupyter_mcp::store::retention::spawn(
+                engine.store().clone(),
+                jupyter_mcp::store::retention::Retention {
+                    max_age_days: volume.keep_executions_days,
+                    max_count: volume.keep_executions,
+                },
+            );
             // SIGTERM / SIGINT end the session like a closed stdin does.
             let result = tokio::select! {
                 r = jupyter_mcp::mcp::serve_stdio(engine.clone()) => r,

@@ -17,6 +17,7 @@ macro_rules! tool_try {
 }
 
 mod arguments;
+mod budget;
 mod frames;
 mod params;
 mod resources;

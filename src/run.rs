@@ -3,6 +3,7 @@
 //! writes outputs into the notebook, and exits non-zero naming the cell that raised.
 
 use std::io::IsTerminal as _;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,18 +12,42 @@ use crate::cli::RunArgs;
 use crate::engine::{Engine, SubmitItem};
 use crate::store::Status;
 
+mod signals;
+
 /// Exit code when a cell raised or was interrupted.
 pub const EXIT_CELL_ERROR: i32 = 1;
 /// Exit code when the notebook could not be run at all (bad file, missing kernel).
 pub const EXIT_SETUP_ERROR: i32 = 2;
 
 /// Runs the notebook; returns the process exit code.
+///
+/// A run is a server of its data dir like `serve` (SPEC §7): it holds `server.lock`, so a
+/// `serve` cannot resume its rows or adopt its kernel while it runs (and a run next to a
+/// server exits naming it). SIGINT/SIGTERM stop it cleanly: queued cells are cancelled, the
+/// running one ends `interrupted`, the kernel is stopped, and the exit code is 128 + signal.
+/// `input()` fails at once (`allow_stdin: false`), as under nbclient.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir()?;
     let nb_abs = cwd.join(&args.notebook);
     let default_root = nb_abs.parent().map(|p| p.to_path_buf()).unwrap_or(cwd);
-    let config = args.shared.config(&default_root, true)?;
+    let mut config = args.shared.config(&default_root, true)?;
+    config.limits.allow_stdin = false;
+    let _lock = match crate::lock::ServerLock::acquire(&config.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot run: {e:#}");
+            return Ok(EXIT_SETUP_ERROR);
+        }
+    };
     let engine = Engine::new(config)?;
+    let config = engine.config();
+    // Outputs over --offload-outputs-over go to the asset store, as under `serve`.
+    crate::assets::install(crate::assets::Assets::new(
+        &config.data_dir,
+        config.root.path(),
+        engine.store().clone(),
+        crate::assets::AssetSettings::from_config(config),
+    ));
     let path = match engine.notebook_path(&nb_abs.to_string_lossy()) {
         Ok(p) => p,
         Err(e) => {
@@ -30,15 +55,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_SETUP_ERROR);
         }
     };
-    let code = execute(&engine, &path, &args).await;
+    let submitted = Mutex::new(Vec::new());
+    let code = tokio::select! {
+        code = execute(&engine, &path, &args, &submitted) => code,
+        sig = signals::termination() => {
+            let ids = submitted.lock().map(|v| v.clone()).unwrap_or_default();
+            stop_on_signal(&engine, &path, &ids, sig).await;
+            Ok(128 + sig)
+        }
+    };
     engine.shutdown(true).await;
     code
+}
+
+/// After SIGINT/SIGTERM: cancel what is queued, stop the kernel (the running cell ends
+/// `interrupted`), and wait until every execution of this run is recorded as ended.
+async fn stop_on_signal(
+    engine: &Engine,
+    path: &crate::paths::RootedPath,
+    ids: &[String],
+    sig: i32,
+) {
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    eprintln!("{}: {name} received: stopping the kernel", path.rel);
+    // Last first, so that the worker never picks up a cell about to be cancelled.
+    for id in ids.iter().rev() {
+        if let Ok(v) = engine.execution(id).await {
+            if v.status() == Status::Pending {
+                if let Err(e) = engine.cancel(id).await {
+                    tracing::warn!(execution = %id, "could not cancel: {e}");
+                }
+            }
+        }
+    }
+    if engine.has_live_kernel(path) {
+        if let Err(e) = engine.shutdown_kernel(path).await {
+            tracing::warn!("could not stop the kernel: {e}");
+        }
+    }
+    for id in ids {
+        let _ = engine.wait(id, Duration::from_secs(10)).await;
+    }
 }
 
 async fn execute(
     engine: &Engine,
     path: &crate::paths::RootedPath,
     args: &RunArgs,
+    submitted: &Mutex<Vec<String>>,
 ) -> anyhow::Result<i32> {
     let cells = match engine.all_cells(path).await {
         Ok(c) => c,
@@ -64,6 +132,18 @@ async fn execute(
         });
     }
     if items.is_empty() {
+        // nbclient starts the kernel anyway and records its language_info (issue 8 item 16).
+        if let Err(e) = engine
+            .record_kernel_info(path, args.kernel.as_deref())
+            .await
+        {
+            eprintln!(
+                "{}: no code cells to run; kernel metadata not recorded: {e}",
+                path.rel
+            );
+            println!("{}", path.abs.display());
+            return Ok(0);
+        }
         eprintln!("{}: no code cells to run", path.rel);
         println!("{}", path.abs.display());
         return Ok(0);
@@ -78,6 +158,9 @@ async fn execute(
         return Ok(EXIT_SETUP_ERROR);
     }
     let ids = engine.submit(path, items, true, !args.allow_errors).await?;
+    if let Ok(mut s) = submitted.lock() {
+        s.clone_from(&ids);
+    }
     let bar = progress(ids.len() as u64);
     let per_cell = args.timeout.map(Duration::from_secs_f64);
     let mut code = 0;

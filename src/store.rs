@@ -4,8 +4,10 @@
 //!
 //! Methods are blocking; async callers use [`Store::call`], which runs them on the blocking pool.
 
+mod errors;
 pub mod executions;
 mod group_commit;
+pub mod retention;
 mod schema;
 pub mod sessions;
 
@@ -14,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use errors::StoreErrorKind;
 pub use executions::{ExecutionRecord, NewExecution, Status};
 pub use group_commit::GroupCommitter;
 pub use sessions::KernelSessionRecord;
@@ -22,9 +25,25 @@ pub use sessions::KernelSessionRecord;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// SQLite failed.
-    #[error("state database error: {0}")]
+    /// SQLite failed; [`StoreError::kind`] says how.
+    #[error("state database error ({kind}): {source}; {advice}", kind = StoreErrorKind::of(.0), source = .0, advice = StoreErrorKind::of(.0).advice())]
     Sqlite(#[from] rusqlite::Error),
+    /// SQLite failed on another thread (the accept writer); the kind is kept.
+    #[error("state database error ({kind}): {message}; {}", .kind.advice())]
+    Failed {
+        /// What kind of failure.
+        kind: StoreErrorKind,
+        /// SQLite's message.
+        message: String,
+    },
+    /// The database's schema is newer than this version understands.
+    #[error("state database schema version {found} is newer than this jupyter-mcp supports ({supported}): use the newer jupyter-mcp that wrote it, or a fresh --data-dir")]
+    SchemaTooNew {
+        /// `user_version` found in the file.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
     /// A stored JSON column could not be read.
     #[error("state database holds unreadable JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -38,6 +57,31 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// The kind of failure, for deciding whether to retry, and for messages.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Sqlite(e) => StoreErrorKind::of(e),
+            StoreError::Failed { kind, .. } => *kind,
+            StoreError::SchemaTooNew { .. } | StoreError::Json(_) => StoreErrorKind::Incompatible,
+            StoreError::DataDir { .. } => StoreErrorKind::Io,
+            StoreError::Task(_) => StoreErrorKind::Other,
+        }
+    }
+
+    /// A copy that can be sent to several waiters (rusqlite errors are not `Clone`).
+    pub fn to_shared(&self) -> StoreError {
+        StoreError::Failed {
+            kind: self.kind(),
+            message: match self {
+                StoreError::Sqlite(e) => e.to_string(),
+                StoreError::Failed { message, .. } => message.clone(),
+                other => other.to_string(),
+            },
+        }
+    }
 }
 
 /// Handle to the database; cheap to clone.

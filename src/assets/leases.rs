@@ -182,21 +182,28 @@ pub struct StoredExecution {
     pub outputs: String,
 }
 
-/// Every stored execution, streamed to `f` (the outputs of all executions can be large).
-pub fn each_execution(
+/// Up to `limit` stored executions after row `after_seq`, in row order, with their row
+/// numbers: garbage collection reads the outputs of all executions batch by batch, one short
+/// store call each, instead of all at once under the only connection.
+pub fn execution_batch(
     conn: &Connection,
-    mut f: impl FnMut(StoredExecution),
-) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare("SELECT id, status, outputs FROM executions")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        f(StoredExecution {
-            id: r.get(0)?,
-            status: r.get(1)?,
-            outputs: r.get(2)?,
-        });
-    }
-    Ok(())
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<(i64, StoredExecution)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, status, outputs FROM executions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![after_seq, limit as i64], |r| {
+        Ok((
+            r.get(0)?,
+            StoredExecution {
+                id: r.get(1)?,
+                status: r.get(2)?,
+                outputs: r.get(3)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Every (asset, execution) link.

@@ -153,14 +153,21 @@ pub fn ensure_dir(dir: &Path) -> Result<(), CheckpointError> {
         .map_err(|e| io_err("create the checkpoint directory", dir, e))
 }
 
+/// Opens a regular file for reading: no symlink followed in the last component, and a
+/// non-blocking open (a FIFO put in place of a checkpoint file cannot hang it) whose type is
+/// checked on the descriptor before the non-blocking flag is cleared.
 fn open_nofollow(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
     if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
+        return Err(io::Error::other(
+            "not a regular file (a FIFO, folder, device or socket was put in its place)",
+        ));
     }
+    let flags = rustix::fs::fcntl_getfl(&f)?;
+    rustix::fs::fcntl_setfl(&f, flags - rustix::fs::OFlags::NONBLOCK)?;
     Ok(f)
 }
 

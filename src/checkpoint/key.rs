@@ -80,8 +80,15 @@ impl SecretKey {
     }
 
     /// The key from `env` (the value of `JUPYTER_MCP_SECRET`, if set), else from the key file
-    /// in `data_dir`, created if missing.
+    /// in `data_dir`, created if missing. The process is made non-dumpable first, so that
+    /// other processes of the same (non-root) user, kernels included, cannot read its
+    /// memory or `/proc/<pid>/environ` (where `JUPYTER_MCP_SECRET` stays).
     pub fn resolve(data_dir: &Path, env: Option<&OsStr>) -> Result<SecretKey, CheckpointError> {
+        if let Err(e) =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        {
+            tracing::warn!("could not make the server non-dumpable (prctl): {e}");
+        }
         match env {
             Some(v) => SecretKey::from_env_value(v),
             None => SecretKey::load_or_create(data_dir),
@@ -154,7 +161,8 @@ enum ReadKey {
 fn read_key_file(path: &Path) -> Result<SecretKey, ReadKey> {
     let mut f = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // Non-blocking: a FIFO in its place is refused below instead of hanging the server.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,

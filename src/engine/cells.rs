@@ -1,7 +1,7 @@
 //! Engine operations on notebook files: create, read, and cell edits. Every edit is a
 //! read-modify-write with merge-by-cell-id (see `notebook_ops`).
 
-use jmcp_notebook::io::create_new;
+use jmcp_notebook::io::create_new_at;
 use jmcp_notebook::{Cell, CellType, Notebook};
 use serde_json::json;
 
@@ -45,15 +45,14 @@ impl Engine {
         let ids = nb.cell_ids();
         let p = path.clone();
         blocking(move || {
-            if let Some(dir) = p.abs.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    EngineError::InvalidArgument(format!(
-                        "cannot create folder {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-            }
-            create_new(&p.abs, &nb).map_err(|e| notebook_ops::create_error(e, &p.rel, &p.abs))
+            let loc = p.loc();
+            loc.create_parent_dirs().map_err(|e| {
+                EngineError::InvalidArgument(format!(
+                    "cannot create the folder of {}: {e}",
+                    p.abs.display()
+                ))
+            })?;
+            create_new_at(&loc, &nb).map_err(|e| notebook_ops::create_error(e, &p.rel, &p.abs))
         })
         .await?;
         Ok(ids)
@@ -315,7 +314,5 @@ fn view(c: &Cell, index: usize) -> CellView {
 async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> EngineResult<R> + Send + 'static,
 ) -> EngineResult<R> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::InvalidArgument(format!("internal task failed: {e}")))?
+    notebook_ops::blocking_io(f).await
 }

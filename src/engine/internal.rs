@@ -43,7 +43,8 @@ impl Engine {
     /// Runs `code` in the notebook's running kernel and collects its streams until both the
     /// `execute_reply` and IOPub `status: idle` arrived. It queues behind a running cell on the
     /// kernel's shell channel; `timeout` bounds the whole wait ([`EngineError::Timeout`] says
-    /// the kernel is busy). Errors with [`EngineError::NoKernel`] when no kernel runs.
+    /// the kernel is busy). Errors with [`EngineError::NoKernel`] when no kernel runs, and
+    /// [`EngineError::InvalidArgument`] when the kernel is not an IPython kernel.
     pub async fn run_internal(
         &self,
         path: &RootedPath,
@@ -56,6 +57,14 @@ impl Engine {
             .ok_or_else(|| EngineError::NoKernel {
                 notebook: path.rel.clone(),
             })?;
+        if !kernel.spec.is_ipykernel() {
+            // The server's own code (variables, checkpoints) is IPython code.
+            return Err(EngineError::InvalidArgument(format!(
+                "this needs an IPython kernel (ipykernel); {} runs the '{}' kernel ({}). \
+                 Use execute_code with that language instead",
+                path.rel, kernel.spec.name, kernel.spec.language
+            )));
+        }
         let opts = ExecuteOptions {
             store_history: false,
             allow_stdin: false,
@@ -70,9 +79,31 @@ impl Engine {
             reply: Value::Null,
         };
         let collect = async {
-            let (mut replied, mut idle) = (false, false);
+            let (mut replied, mut idle, mut barrier_passed) = (false, false, false);
             while !(replied && idle) {
-                match h.next().await {
+                if idle && !replied && !barrier_passed {
+                    // Idle without a reply (a SIGINT that landed before the code started):
+                    // once a later shell request is answered, no reply can come any more.
+                    kernel.client.shell_barrier().await?;
+                    barrier_passed = true;
+                }
+                let ev = if barrier_passed {
+                    match h.try_next() {
+                        Some(ev) => ev,
+                        None => {
+                            run.reply = serde_json::json!({
+                                "status": "error",
+                                "ename": "NoReply",
+                                "evalue": "the kernel went idle without replying (interrupted before the code started?)",
+                                "traceback": [],
+                            });
+                            break;
+                        }
+                    }
+                } else {
+                    h.next().await
+                };
+                match ev {
                     KernelEvent::Message(m) => match m.msg_type.as_str() {
                         "stream" => {
                             let text = m.content.get("text").and_then(Value::as_str).unwrap_or("");

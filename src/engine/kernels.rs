@@ -33,39 +33,76 @@ impl Engine {
             .ok_or_else(|| EngineError::NoKernel {
                 notebook: path.rel.clone(),
             })?;
-        if let Some(r) = session.running() {
-            r.interrupted.store(true, Ordering::SeqCst);
-        }
-        session::interrupt(&kernel).await?;
-        if let Some(r) = session.running() {
-            self.wait(&r.id, Duration::from_secs(10)).await?;
+        // An interrupt reaches the kernel only once it has started the execution's request
+        // (ipykernel loses a SIGINT that lands earlier); one that comes before is remembered.
+        let target = match session.running() {
+            Some(r) => {
+                r.interrupted.store(true, Ordering::SeqCst);
+                if r.gate.request() {
+                    session::interrupt(&kernel).await?;
+                }
+                Some(r.id.clone())
+            }
+            None => {
+                let next = self.interrupt_next_pending(&session).await?;
+                // The worker takes a job, publishes it as `running`, then marks its row: if
+                // it took one meanwhile, that one is the target.
+                match (session.running(), next) {
+                    (Some(r), _) => {
+                        if let Ok(mut n) = session.interrupt_next.lock() {
+                            if n.as_deref() != Some(r.id.as_str()) {
+                                *n = None;
+                            }
+                        }
+                        r.interrupted.store(true, Ordering::SeqCst);
+                        if r.gate.request() {
+                            session::interrupt(&kernel).await?;
+                        }
+                        Some(r.id.clone())
+                    }
+                    (None, Some(id)) => Some(id),
+                    (None, None) => {
+                        session::interrupt(&kernel).await?;
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(id) = target {
+            self.wait(&id, Duration::from_secs(10)).await?;
         }
         self.kernel_view(&session).await
     }
 
     /// Restarts the kernel: the running execution is `interrupted`, state is lost, queued
-    /// executions run on the new kernel.
+    /// executions run on the new kernel. The lifecycle lock is held from the stop to the new
+    /// start, so the worker cannot start a kernel of its own choosing in between.
     pub async fn restart(&self, path: &RootedPath) -> EngineResult<KernelView> {
         let session = self.session(path);
-        let spec = {
+        {
             let _l = session.lifecycle.lock().await;
             let old = session.kernel.lock().ok().and_then(|mut k| k.take());
             if let Some(r) = session.running() {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
-            match old {
+            let spec = match old {
                 Some(k) => {
                     session::stop_kernel(&k).await;
                     Some(k.spec.name.clone())
                 }
                 None => None,
+            };
+            super::testhooks::point("restart_stopped").await;
+            if session.current_kernel().is_none() {
+                self.start_kernel_locked(&session, spec.as_deref()).await?;
             }
-        };
-        self.ensure_kernel(&session, spec.as_deref()).await?;
+        }
         self.kernel_view(&session).await
     }
 
-    /// Shuts the kernel down; pending executions of the notebook are cancelled.
+    /// Shuts the kernel down; pending executions of the notebook are cancelled. Both happen
+    /// under the lifecycle lock: a worker waiting for the lock to start a kernel for its next
+    /// execution finds that execution cancelled and starts nothing.
     pub async fn shutdown_kernel(&self, path: &RootedPath) -> EngineResult<KernelView> {
         let session = self.session(path);
         {
@@ -80,9 +117,10 @@ impl Engine {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             session::stop_kernel(&k).await;
+            super::testhooks::point("shutdown_stopped").await;
+            self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
+                .await?;
         }
-        self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
-            .await?;
         self.kernel_view(&session).await
     }
 

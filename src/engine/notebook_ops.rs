@@ -4,23 +4,68 @@
 
 use std::sync::{Arc, Mutex};
 
-use jmcp_notebook::io::{read_notebook, save, SaveOutcome};
+use jmcp_notebook::io::{read_notebook_at, save_at, FileStamp, SaveOutcome};
+use jmcp_notebook::Loaded;
 use jmcp_notebook::{Cell, CellType, Notebook, NotebookError};
 
 use super::{EngineError, EngineResult};
 use crate::paths::RootedPath;
 
+/// How many blocking notebook file operations may run at once (all notebooks together).
+/// A file system that stops answering (a stale network mount) can hold at most this many
+/// threads of the blocking pool; further notebook I/O waits for a permit instead of taking
+/// threads every other tool needs.
+pub const MAX_FILE_JOBS: usize = 32;
+
+/// How long a notebook operation waits for one of the [`MAX_FILE_JOBS`] permits before it
+/// is refused (only reached when that many operations are stuck).
+const FILE_JOB_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+static FILE_JOBS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FILE_JOBS);
+
+/// Runs blocking notebook file I/O on the blocking pool, holding one of the
+/// [`MAX_FILE_JOBS`] permits for its whole duration. Errors: the permit did not come within
+/// a minute (that many operations are stuck on the file system), or the task panicked.
+pub async fn blocking_io<R: Send + 'static>(
+    f: impl FnOnce() -> EngineResult<R> + Send + 'static,
+) -> EngineResult<R> {
+    let permit = tokio::time::timeout(FILE_JOB_WAIT, FILE_JOBS.acquire())
+        .await
+        .map_err(|_| {
+            EngineError::InvalidArgument(format!(
+                "{MAX_FILE_JOBS} notebook file operations have been stuck for over a minute \
+                 (a file system under the root is not answering); try again once it answers"
+            ))
+        })?
+        .map_err(|e| EngineError::InvalidArgument(format!("internal error: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|e| EngineError::InvalidArgument(format!("internal task failed: {e}")))?
+}
+
 /// Per-notebook write lock (blocking contexts only).
 pub type FileLock = Arc<Mutex<()>>;
 
-/// Reads a notebook (parse errors name the file).
+/// Reads a notebook (parse errors name the file). The open is confined beneath the root
+/// and refuses anything but a regular file (see `jmcp_notebook::io::Location`).
 pub fn load(path: &RootedPath) -> EngineResult<Notebook> {
-    if !path.abs.exists() {
-        return Err(EngineError::NotebookMissing {
-            notebook: path.rel.clone(),
-        });
+    Ok(read(path)?.0.notebook)
+}
+
+/// Reads a notebook with its stamp; a missing file is [`EngineError::NotebookMissing`].
+fn read(path: &RootedPath) -> EngineResult<(Loaded, FileStamp)> {
+    match read_notebook_at(&path.loc()) {
+        Ok(read) => Ok(read),
+        Err(NotebookError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(EngineError::NotebookMissing {
+                notebook: path.rel.clone(),
+            })
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(read_notebook(&path.abs)?.0.notebook)
 }
 
 /// Read-modify-write under `lock`. `f` returns a value for the caller; the notebook is written
@@ -33,16 +78,11 @@ pub fn update<R>(
     let _guard = lock.lock().map_err(|_| {
         EngineError::InvalidArgument("notebook lock poisoned by an earlier failure".into())
     })?;
-    if !path.abs.exists() {
-        return Err(EngineError::NotebookMissing {
-            notebook: path.rel.clone(),
-        });
-    }
-    let (loaded, stamp) = read_notebook(&path.abs)?;
+    let (loaded, stamp) = read(path)?;
     let base = loaded.notebook;
     let mut ours = base.clone();
     let value = f(&mut ours)?;
-    let (_, _, outcome) = save(&path.abs, &base, &stamp, &ours)?;
+    let (_, _, outcome) = save_at(&path.loc(), &base, &stamp, &ours)?;
     let notes = match outcome {
         SaveOutcome::Written => vec![],
         SaveOutcome::Merged { notes } => notes,

@@ -80,9 +80,20 @@ impl Engine {
             return Err(e.into());
         }
         let session = self.session(path);
-        for id in &ids {
+        for (i, id) in ids.iter().enumerate() {
             // The worker lives as long as the session; a send can only fail during shutdown.
+            // Rows accepted but not queued are cancelled, never left `pending` to run later.
             if session.queue.send(Job::Run(id.clone())).is_err() {
+                for id in &ids[i..] {
+                    super::worker::finish_without_kernel(
+                        self,
+                        id,
+                        Status::Cancelled,
+                        "ShuttingDown",
+                        "not run: the server was shutting down when it was accepted",
+                    )
+                    .await;
+                }
                 return Err(EngineError::ShuttingDown);
             }
         }
@@ -92,11 +103,19 @@ impl Engine {
     /// The execution now (outputs so far while it runs).
     pub async fn execution(&self, id: &str) -> EngineResult<ExecutionView> {
         let owned = id.to_string();
-        let rec = self
+        let stored = self
             .store()
             .call(move |c| store::executions::get(c, &owned))
-            .await?
-            .ok_or_else(|| EngineError::ExecutionNotFound { id: id.to_string() })?;
+            .await;
+        // An end the store refused is known here first (see unrecorded.rs).
+        let rec = match (stored, self.unrecorded().lookup(id)) {
+            (Ok(Some(r)), _) if r.status.is_terminal() => r,
+            (_, Some(done)) => done,
+            (Ok(rec), None) => {
+                rec.ok_or_else(|| EngineError::ExecutionNotFound { id: id.to_string() })?
+            }
+            (Err(e), None) => return Err(e.into()),
+        };
         let mut view = ExecutionView {
             record: rec,
             input_prompt: None,
@@ -163,7 +182,7 @@ impl Engine {
                 match (session, running) {
                     (Some(s), Some(r)) if r.id == id => {
                         r.interrupted.store(true, Ordering::SeqCst);
-                        if let Some(k) = s.current_kernel() {
+                        if let Some(k) = s.current_kernel().filter(|_| r.gate.request()) {
                             session::interrupt(&k).await?;
                         }
                         self.wait(id, Duration::from_secs(10)).await
@@ -182,10 +201,36 @@ impl Engine {
         session: &Arc<NotebookSession>,
         requested: Option<&str>,
     ) -> EngineResult<(Arc<RunningKernel>, Option<String>)> {
+        self.ensure_kernel_for(session, requested, &|| true)
+            .await
+            .map(|k| k.expect("always wanted"))
+    }
+
+    /// [`Engine::ensure_kernel`] for a worker: `wanted` is checked under the lifecycle lock
+    /// before a kernel is started, so an execution cancelled meanwhile (by `shutdown_kernel`)
+    /// does not start a fresh kernel. `None` when it was no longer wanted.
+    pub(crate) async fn ensure_kernel_for(
+        &self,
+        session: &Arc<NotebookSession>,
+        requested: Option<&str>,
+        wanted: &(dyn Fn() -> bool + Sync),
+    ) -> EngineResult<Option<(Arc<RunningKernel>, Option<String>)>> {
         let _lifecycle = session.lifecycle.lock().await;
         if let Some(k) = session.current_kernel() {
-            return Ok((k, None));
+            return Ok(Some((k, None)));
         }
+        if !wanted() {
+            return Ok(None);
+        }
+        self.start_kernel_locked(session, requested).await.map(Some)
+    }
+
+    /// Starts a kernel for the session; the caller holds `session.lifecycle`.
+    pub(crate) async fn start_kernel_locked(
+        &self,
+        session: &Arc<NotebookSession>,
+        requested: Option<&str>,
+    ) -> EngineResult<(Arc<RunningKernel>, Option<String>)> {
         // A kernel that just died may not have been cleared by its watcher yet: take its
         // reason now so the note is never lost to that race.
         let dead = session.kernel.lock().ok().and_then(|mut k| k.take());
@@ -228,6 +273,22 @@ impl Engine {
         };
         self.record_kernel_metadata(session, &kernel).await;
         Ok((kernel, note))
+    }
+
+    /// For a run with nothing to execute (only markdown, raw or empty cells): makes sure the
+    /// notebook has a kernel (starting one from its kernelspec if needed) and writes its
+    /// `metadata.kernelspec` (if missing) and a fresh `metadata.language_info`, as nbclient
+    /// does for every notebook it executes. Errors: the kernelspec is not installed, the
+    /// kernel cannot start.
+    pub async fn record_kernel_info(
+        &self,
+        path: &crate::paths::RootedPath,
+        requested: Option<&str>,
+    ) -> EngineResult<()> {
+        let session = self.session(path);
+        let (kernel, _) = self.ensure_kernel(&session, requested).await?;
+        self.record_kernel_metadata(&session, &kernel).await;
+        Ok(())
     }
 
     /// Writes `metadata.kernelspec` (if missing) and `metadata.language_info` into the

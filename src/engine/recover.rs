@@ -12,7 +12,10 @@ use jmcp_kernel::{find_kernelspec, process, ExecuteOptions, KernelClient, Kernel
 use jmcp_outputs::OutputAccumulator;
 use serde_json::{json, Value};
 
-use super::session::{self, done_query_code, Job, NotebookSession, Reattached, DONE_MARKER};
+use super::session::{
+    self, done_query_code, Job, NotebookSession, Reattached, RunningExecution, RunningKernel,
+    DONE_MARKER, HOOK_KEY,
+};
 use super::{Engine, EngineResult};
 use crate::store::{self, ExecutionRecord, KernelSessionRecord, Status};
 
@@ -98,6 +101,7 @@ impl Engine {
         for rec in running {
             self.settle_running(rec, mode, &mut report).await?;
         }
+        self.stop_broken_batches().await?;
         let pending = self
             .store()
             .call(|c| store::executions::in_order(c, Status::Pending))
@@ -117,11 +121,47 @@ impl Engine {
                         "RecoveryError",
                         &format!("not resumed: {e}"),
                     )
-                    .await?;
+                    .await;
                 }
             }
         }
         Ok(report)
+    }
+
+    /// A stop-on-error batch whose cell ended badly but whose rest is still pending (the
+    /// previous process ended between recording that cell and cancelling the rest) is
+    /// cancelled now, before pending executions resume: the rest must not run.
+    async fn stop_broken_batches(&self) -> EngineResult<()> {
+        let pending = self
+            .store()
+            .call(|c| store::executions::in_order(c, Status::Pending))
+            .await?;
+        let mut seen = std::collections::HashSet::new();
+        for rec in pending {
+            let Some(batch) = rec.batch_id.clone() else {
+                continue;
+            };
+            if !seen.insert(batch.clone()) {
+                continue;
+            }
+            let rows = self
+                .store()
+                .call(move |c| store::executions::by_batch(c, &batch))
+                .await?;
+            let stopper = rows.into_iter().find(|r| {
+                r.seq < rec.seq
+                    && r.stop_on_error
+                    && match r.status {
+                        Status::Failed => !r.allow_error,
+                        Status::Interrupted => true,
+                        _ => false,
+                    }
+            });
+            if let Some(stopper) = stopper {
+                super::worker::cancel_rest_of_batch(self, &stopper).await;
+            }
+        }
+        Ok(())
     }
 
     async fn settle_running(
@@ -161,7 +201,12 @@ impl Engine {
                     "ServerRestart",
                     why,
                 )
-                .await?;
+                .await;
+                // As `adopt` does: a stop-on-error batch does not go on after a cell that did
+                // not complete (its pending rest would otherwise run on a fresh kernel).
+                if rec.stop_on_error && !rec.allow_error {
+                    super::worker::cancel_rest_of_batch(self, &rec).await;
+                }
                 report.interrupted += 1;
             }
         }
@@ -226,17 +271,58 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
     }
     let (Some(kernel), Some(msg_id)) = (session.current_kernel(), rec.msg_id.clone()) else {
         let why = "the server stopped while this ran and its kernel did not survive";
-        return super::worker::finish_without_kernel(
-            engine,
-            id,
-            Status::Interrupted,
-            "ServerRestart",
-            why,
-        )
-        .await
-        .map(|_| ());
+        super::worker::finish_without_kernel(engine, id, Status::Interrupted, "ServerRestart", why)
+            .await;
+        if rec.stop_on_error && !rec.allow_error {
+            super::worker::cancel_rest_of_batch(engine, &rec).await;
+        }
+        return Ok(());
     };
-    let mut adopted = kernel.client.claim(&msg_id);
+    // First-class while it runs: cancel_execution and interrupt_kernel reach it, and the
+    // server's limits apply (the cell's time counts from when it was first sent).
+    let running = Arc::new(RunningExecution {
+        id: id.to_string(),
+        interrupted: Arc::new(Default::default()),
+        interrupt_reason: Default::default(),
+        input_request: Default::default(),
+    });
+    if let Ok(mut r) = session.running.lock() {
+        *r = Some(running.clone());
+    }
+    let outcome = follow(engine, &kernel, &rec, &msg_id, &running).await;
+    if let Ok(mut r) = session.running.lock() {
+        *r = None;
+    }
+    let (acc, stdout, died) = outcome?;
+    settle_adopted(engine, session, rec, msg_id, &running, acc, stdout, died).await
+}
+
+/// Collects the adopted request's messages and asks the completion hook how it ended.
+/// Returns the outputs, the query's stdout, and why the kernel died if it did.
+async fn follow(
+    engine: &Engine,
+    kernel: &RunningKernel,
+    rec: &ExecutionRecord,
+    msg_id: &str,
+    running: &RunningExecution,
+) -> EngineResult<(OutputAccumulator, String, Option<String>)> {
+    let limits = engine.config().limits;
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let max_cell = limits.max_cell.map(|d| {
+        let ran = rec
+            .started_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .ok()
+            })
+            .unwrap_or_default();
+        tokio::time::Instant::now() + d.saturating_sub(ran)
+    });
+    let (mut limit_hit, mut input_deadline) = (false, None::<tokio::time::Instant>);
+    let mut adopted = kernel.client.claim(msg_id);
     let opts = ExecuteOptions {
         store_history: false,
         allow_stdin: false,
@@ -245,18 +331,38 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
     };
     let mut query = kernel
         .client
-        .execute(&done_query_code(std::slice::from_ref(&msg_id)), opts, None)
+        .execute(&done_query_code(&[msg_id.to_string()]), opts, None)
         .await?;
     let mut acc = OutputAccumulator::new();
     let (mut stdout, mut replied, mut idle, mut died) = (String::new(), false, false, None);
     while !(replied && idle) {
         tokio::select! {
             ev = adopted.next() => match ev {
+                KernelEvent::Message(m) if m.msg_type == "input_request" => {
+                    if let Ok(mut r) = running.input_request.lock() {
+                        *r = Some(m.header.clone());
+                    }
+                    input_deadline = Some(tokio::time::Instant::now() + limits.input_timeout);
+                }
                 KernelEvent::Message(m) => {
                     acc.apply(&m.msg_type, &m.content);
                 }
                 KernelEvent::Died(r) => { died = Some(r); break; }
             },
+            _ = tokio::time::sleep_until(max_cell.unwrap_or(far)), if max_cell.is_some() && !limit_hit => {
+                limit_hit = true;
+                let secs = limits.max_cell.map(|d| d.as_secs_f64()).unwrap_or_default();
+                super::worker::server_interrupt(kernel, running, format!(
+                    "interrupted by the server after {secs:.0} s (--max-cell-seconds)"
+                )).await;
+            }
+            _ = tokio::time::sleep_until(input_deadline.unwrap_or(far)), if input_deadline.is_some() => {
+                input_deadline = None;
+                let secs = limits.input_timeout.as_secs_f64();
+                super::worker::server_interrupt(kernel, running, format!(
+                    "interrupted by the server: input() got no answer within {secs:.0} s (answer prompts with send_input)"
+                )).await;
+            }
             ev = query.next() => match ev {
                 KernelEvent::Message(m) => match m.msg_type.as_str() {
                     "stream" => stdout.push_str(m.content.get("text").and_then(Value::as_str).unwrap_or("")),
@@ -272,11 +378,41 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
     while let Some(KernelEvent::Message(m)) = adopted.try_next() {
         acc.apply(&m.msg_type, &m.content);
     }
-    let record = stdout
+    Ok((acc, stdout, died))
+}
+
+/// Records how an adopted execution ended (from the hook's answer), writes its outputs into
+/// the cell, and stops the rest of its batch if it did not complete.
+#[allow(clippy::too_many_arguments)]
+async fn settle_adopted(
+    engine: &Engine,
+    session: &Arc<NotebookSession>,
+    rec: ExecutionRecord,
+    msg_id: String,
+    running: &RunningExecution,
+    acc: OutputAccumulator,
+    stdout: String,
+    died: Option<String>,
+) -> EngineResult<()> {
+    let id = rec.id.as_str();
+    let answer = stdout
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix(DONE_MARKER))
-        .and_then(|j| serde_json::from_str::<Value>(j).ok())
+        .and_then(|j| serde_json::from_str::<Value>(j).ok());
+    // The hook is proven installed only if the kernel said so; an old kernel, a failed
+    // install or an unreadable answer leave the outcome unknown.
+    let hook_installed = answer
+        .as_ref()
+        .and_then(|v| v.get(HOOK_KEY))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let interrupted = running
+        .interrupted
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let reason = running.interrupt_reason.lock().ok().and_then(|r| r.clone());
+    let record = answer
+        .as_ref()
         .and_then(|v| v.get(&msg_id).cloned())
         .filter(|v| !v.is_null());
     let finished = acc.finish();
@@ -295,6 +431,15 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
             None,
             "finished in the kernel while the server restarted; outputs produced during the restart may be missing".to_string(),
         ),
+        (None, Some(r)) if interrupted => (
+            Status::Interrupted,
+            Some(json!({
+                "ename": r.get("ename").cloned().unwrap_or(json!("")),
+                "evalue": r.get("evalue").cloned().unwrap_or(json!("")),
+                "traceback": [],
+            })),
+            reason.clone().unwrap_or_else(|| "interrupted on request (it had been adopted after a server restart)".to_string()),
+        ),
         (None, Some(r)) => (
             Status::Failed,
             Some(json!({
@@ -304,10 +449,18 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
             })),
             "raised in the kernel while the server restarted".to_string(),
         ),
-        (None, None) => (
+        (None, None) if hook_installed => (
             Status::Interrupted,
             None,
             "the server stopped before this reached the kernel; it was not run".to_string(),
+        ),
+        (None, None) => (
+            Status::Interrupted,
+            None,
+            "outcome unknown: the server stopped while this was sent, and the kernel has no \
+             completion record to tell whether it ran (its completion hook is not installed); \
+             check the kernel's state before running it again"
+                .to_string(),
         ),
     };
     if let Some(count) = record
@@ -325,14 +478,9 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
             tracing::warn!(execution = %id, "could not write recovered outputs: {e}");
         }
     }
-    let finished_rec = done.clone();
-    engine
-        .store()
-        .call(move |c| store::executions::finish(c, &finished_rec))
-        .await?;
-    engine.live().set_status(id, done.status);
+    super::unrecorded::record_final(engine, done.clone()).await;
     if done.status != Status::Completed && rec.stop_on_error && !rec.allow_error {
-        super::worker::cancel_rest_of_batch(engine, &rec).await?;
+        super::worker::cancel_rest_of_batch(engine, &rec).await;
     }
     Ok(())
 }

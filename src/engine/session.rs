@@ -3,6 +3,7 @@
 //! (see `worker.rs`) runs the notebook's executions in order.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub struct RunningExecution {
     pub interrupt_reason: Mutex<Option<String>>,
     /// Header of a pending `input_request`.
     pub input_request: Mutex<Option<Value>>,
+    /// Holds an interrupt until the kernel has started the request (see `interrupts`).
+    pub gate: super::interrupts::InterruptGate,
 }
 
 /// Work for a notebook's worker.
@@ -91,14 +94,20 @@ pub struct NotebookSession {
     pub kernel: Mutex<Option<Arc<RunningKernel>>>,
     /// The execution in the kernel now.
     pub running: Mutex<Option<Arc<RunningExecution>>>,
+    /// The job the worker is handling (settled by the supervisor if the worker panics).
+    pub current_job: Mutex<Option<String>>,
     /// Why the previous kernel died, to tell the next execution.
     pub death_note: Mutex<Option<String>>,
+    /// An interrupt asked for while nothing ran: the id of the queued execution it is for.
+    pub interrupt_next: Mutex<Option<String>>,
     /// Serialises kernel start/restart/shutdown.
     pub lifecycle: tokio::sync::Mutex<()>,
     /// Serialises notebook file edits.
     pub file_lock: FileLock,
     /// display_id -> (cell_id -> output indices), for `update_display_data` across cells.
     pub displays: Mutex<HashMap<String, HashMap<String, Vec<usize>>>>,
+    /// Live widget state of the kernel, written to `metadata.widgets` with the outputs.
+    pub widgets: Mutex<super::widgets::WidgetState>,
 }
 
 impl NotebookSession {
@@ -110,10 +119,13 @@ impl NotebookSession {
             queue: tx,
             kernel: Mutex::new(None),
             running: Mutex::new(None),
+            current_job: Mutex::new(None),
             death_note: Mutex::new(None),
+            interrupt_next: Mutex::new(None),
             lifecycle: tokio::sync::Mutex::new(()),
             file_lock: Arc::new(Mutex::new(())),
             displays: Mutex::new(HashMap::new()),
+            widgets: Mutex::new(Default::default()),
         });
         (s, rx)
     }
@@ -143,12 +155,30 @@ pub async fn launch_kernel(
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| cfg.root.path().to_path_buf());
+    // Kernels write and read their checkpoint files there (signed and verified by the
+    // server); it must exist before the kernel is confined to keep it usable.
+    let checkpoints = cfg.data_dir.join("checkpoints");
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&checkpoints)
+    {
+        tracing::warn!("could not create {}: {e}", checkpoints.display());
+    }
     let opts = LaunchOptions {
         cwd,
         runtime_dir: cfg.kernels_dir(),
+        hide: vec![cfg.data_dir.clone()],
+        hide_except: vec![checkpoints],
     };
     let started = start_kernel(spec, &opts, cfg.kernel_start_timeout).await?;
     let mut launched = started.launched;
+    if launched.confinement == jmcp_kernel::sandbox::Confinement::NotEnforced {
+        tracing::warn!(
+            "Landlock is not available on this Linux: kernel code running as this user can read {} (checkpoint key, state.db)",
+            cfg.data_dir.display()
+        );
+    }
     let record = KernelSessionRecord {
         id: uuid::Uuid::new_v4().to_string(),
         notebook: session.path.rel.clone(),
@@ -356,11 +386,16 @@ __jmcp_install_done_hook()
 del __jmcp_install_done_hook
 "#;
 
-/// Code that prints `__JMCP_DONE__{json}` with the hook's records for the given msg_ids.
+/// Key of the answer of [`done_query_code`] that says whether the hook is installed.
+pub const HOOK_KEY: &str = "__hook_installed__";
+
+/// Code that prints `__JMCP_DONE__{json}` with the hook's records for the given msg_ids, plus
+/// `HOOK_KEY: true|false` (whether the hook is installed, so a missing record means "not
+/// run" only when the hook could have recorded it).
 pub fn done_query_code(msg_ids: &[String]) -> String {
     let ids = serde_json::to_string(msg_ids).unwrap_or_else(|_| "[]".into());
     format!(
-        "import json as __jmcp_json\nprint('{DONE_MARKER}' + __jmcp_json.dumps({{m: (getattr(get_ipython(), '_jmcp_done', None) or {{}}).get(m) for m in __jmcp_json.loads({ids:?})}}))\ndel __jmcp_json"
+        "import json as __jmcp_json\n__jmcp_d = getattr(get_ipython(), '_jmcp_done', None)\n__jmcp_a = {{m: (__jmcp_d or {{}}).get(m) for m in __jmcp_json.loads({ids:?})}}\n__jmcp_a['{HOOK_KEY}'] = __jmcp_d is not None\nprint('{DONE_MARKER}' + __jmcp_json.dumps(__jmcp_a))\ndel __jmcp_json, __jmcp_d, __jmcp_a"
     )
 }
 

@@ -13,18 +13,26 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::session::{Job, NotebookSession, RunningExecution, RunningKernel};
+use super::unrecorded;
 use super::writeback::{self, Pending, PendingWrite};
 use super::{Engine, EngineError};
 use crate::store::{self, ExecutionRecord, Status};
 
-/// How often outputs of a running execution are persisted (they are also kept in memory).
+/// How often outputs of a running execution are published (in memory, to waiters) and, at
+/// most that often, persisted.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Persisting progress rewrites the outputs so far; it happens at most once per
+/// `bytes / PERSIST_BYTES_PER_SEC` seconds, so a chatty cell costs the store about this many
+/// bytes a second at most, not O(n²) (issue 8 item 9). The final record is always written.
+const PERSIST_BYTES_PER_SEC: f64 = 256.0 * 1024.0;
 
-/// Runs the queue of one notebook until the engine drops the session.
-pub async fn run(
-    engine: Engine,
-    session: Arc<NotebookSession>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+/// Runs the queue of one notebook until the engine drops the session. A panic unwinds out of
+/// here to the supervisor (`supervise.rs`), which settles the job in hand and calls this again
+/// with the same receiver: queued jobs are not lost.
+pub async fn serve(
+    engine: &Engine,
+    session: &Arc<NotebookSession>,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
 ) {
     let mut pending = Pending::default();
     loop {
@@ -33,30 +41,38 @@ pub async fn run(
         let job = tokio::select! {
             job = rx.recv() => job,
             _ = tokio::time::sleep_until(pending.due().unwrap_or_else(far_future)), if !pending.is_empty() => {
-                flush_logged(&session, &mut pending).await;
+                flush_logged(session, &mut pending).await;
                 continue;
             }
         };
         let Some(job) = job else { break };
-        let (id, result) = match job {
+        // Terminal states the store refused earlier are recorded first, in order.
+        unrecorded::flush(engine).await;
+        let id = match &job {
+            Job::Run(id) | Job::Adopt(id) => id.clone(),
+        };
+        if let Ok(mut c) = session.current_job.lock() {
+            *c = Some(id.clone());
+        }
+        super::testhooks::point("worker_job").await;
+        let result = match job {
             Job::Run(id) => {
                 let more_queued = !rx.is_empty();
-                let r = run_one(&engine, &session, &id, &mut pending, more_queued).await;
-                (id, r)
+                run_one(engine, session, &id, &mut pending, more_queued).await
             }
-            Job::Adopt(id) => {
-                let r = super::recover::adopt(&engine, &session, &id).await;
-                (id, r)
-            }
+            Job::Adopt(id) => super::recover::adopt(engine, session, &id).await,
         };
         if let Err(e) = result {
             tracing::error!(execution = %id, "execution failed inside the server: {e}");
             let note = format!("the server could not run this execution: {e}");
-            let _ = finish_without_kernel(&engine, &id, Status::Failed, "ServerError", &note).await;
+            finish_without_kernel(engine, &id, Status::Failed, "ServerError", &note).await;
+        }
+        if let Ok(mut c) = session.current_job.lock() {
+            *c = None;
         }
         // Skipped (cancelled) jobs end a batch too: write what waits once nothing is queued.
         if rx.is_empty() && !pending.is_empty() {
-            flush_logged(&session, &mut pending).await;
+            flush_logged(session, &mut pending).await;
         }
     }
 }
@@ -71,15 +87,20 @@ async fn run_one(
     if engine.live().get(id).is_none() {
         return Ok(()); // finished (cancelled) while queued
     }
-    let (kernel, mut note) = match engine.ensure_kernel(session, None).await {
-        Ok(k) => k,
+    super::testhooks::point("worker_before_kernel").await;
+    // Checked again under the lifecycle lock: a shutdown that cancelled this execution while
+    // the worker waited for the lock must not get a fresh kernel started.
+    let wanted = || engine.live().get(id).is_some();
+    let (kernel, mut note) = match engine.ensure_kernel_for(session, None, &wanted).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Ok(()), // cancelled while waiting for the kernel
         Err(e) => {
             let msg = e.to_string();
             if let Some(rec) =
-                finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await?
+                finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await
             {
                 if rec.stop_on_error {
-                    cancel_rest_of_batch(engine, &rec).await?;
+                    cancel_rest_of_batch(engine, &rec).await;
                 }
             }
             return Ok(());
@@ -87,26 +108,63 @@ async fn run_one(
     };
     let t0 = Instant::now();
     let msg_id = uuid::Uuid::new_v4().to_string();
-    let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
-    let Some(rec) = engine
-        .store()
-        .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
-        .await?
-    else {
-        return Ok(()); // cancelled while queued
-    };
-    engine.live().set_status(id, Status::Running);
+    // Published before the row is marked, so that an interrupt arriving now finds it (and
+    // waits in its gate until the kernel starts the request).
     let running = Arc::new(RunningExecution {
         id: id.to_string(),
         interrupted: Arc::new(Default::default()),
         interrupt_reason: Default::default(),
         input_request: Default::default(),
+        gate: Default::default(),
     });
     if let Ok(mut r) = session.running.lock() {
         *r = Some(running.clone());
     }
+    if super::interrupts::take_interrupt_for(session, id) {
+        running.interrupted.store(true, Ordering::SeqCst);
+        running.gate.request();
+    }
+    let unpublish = || {
+        if let Ok(mut r) = session.running.lock() {
+            *r = None;
+        }
+    };
+    let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
+    let marked = engine
+        .store()
+        .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
+        .await;
+    let rec = match marked {
+        Ok(Some(rec)) => rec,
+        Ok(None) => {
+            unpublish();
+            return Ok(()); // cancelled while queued
+        }
+        Err(e) => {
+            unpublish();
+            // Nothing was sent: the row stays `pending` in the store (it would run once after
+            // a restart) and the execution ends here, saying why.
+            let msg = format!(
+                "not run: the state database could not record its start ({e}); submit it again once the database is writable"
+            );
+            finish_without_kernel(engine, id, Status::Failed, "StoreError", &msg).await;
+            return Ok(());
+        }
+    };
+    if rec
+        .batch_id
+        .as_deref()
+        .is_some_and(|b| engine.unrecorded().batch_stopped(b))
+    {
+        unpublish();
+        let msg = "not run: an earlier cell of this run_all_cells batch did not complete";
+        finish_without_kernel(engine, id, Status::Cancelled, "BatchStopped", msg).await;
+        return Ok(());
+    }
+    engine.live().set_status(id, Status::Running);
     let opts = ExecuteOptions {
         stop_on_error: !rec.allow_error,
+        allow_stdin: engine.config().limits.allow_stdin,
         ..ExecuteOptions::default()
     };
     let t_running = t0.elapsed();
@@ -159,11 +217,7 @@ async fn run_one(
         }
     }
     done.note = note;
-    let finished = done.clone();
-    let updated = engine
-        .store()
-        .call(move |c| store::executions::finish(c, &finished))
-        .await?;
+    unrecorded::record_final(engine, done.clone()).await;
     tracing::debug!(
         execution = %id,
         mark_running_us = t_running.as_micros() as u64,
@@ -171,14 +225,8 @@ async fn run_one(
         finish_us = (t0.elapsed() - t_kernel).as_micros() as u64,
         "execution timings"
     );
-    if updated {
-        engine.live().finish(&done);
-    } else {
-        // Someone else ended it first; waiters read the stored state.
-        engine.live().set_status(id, done.status);
-    }
     if stop_batch {
-        cancel_rest_of_batch(engine, &rec).await?;
+        cancel_rest_of_batch(engine, &rec).await;
     }
     Ok(())
 }
@@ -207,10 +255,23 @@ async fn drive(
     pending: &mut Pending,
 ) -> Outcome {
     let mut acc = OutputAccumulator::new();
+    let assets_dir = crate::assets::current().map(|a| a.dir().to_path_buf());
+    let mut bound = super::bound::OutputBound::new(
+        engine.config().volume.max_execution_output_bytes,
+        assets_dir.as_deref(),
+    );
+    let mut persisted = Persisted {
+        at: Instant::now(),
+        bytes: 0,
+    };
     let mut foreign = Vec::new();
     let mut reply: Option<Value> = None;
     let mut idle = false;
     let mut died: Option<String> = None;
+    // Idle came without a reply: a shell barrier tells whether a reply can still come.
+    let mut barrier: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>> =
+        None;
+    let (mut barrier_asked, mut barrier_passed, mut no_reply) = (false, false, false);
     let live = engine.live().get(&rec.id);
     match kernel
         .client
@@ -230,8 +291,30 @@ async fn drive(
                 // even when the cell then goes quiet (a print followed by a long sleep).
                 let flush_at = tokio::time::Instant::from_std(last_flush + PROGRESS_EVERY);
                 let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-                let event = tokio::select! {
+                if idle && reply.is_none() && !barrier_asked {
+                    barrier_asked = true;
+                    let client = kernel.client.clone();
+                    barrier = Some(Box::pin(
+                        async move { client.shell_barrier().await.is_ok() },
+                    ));
+                }
+                let event = if barrier_passed && reply.is_none() {
+                    // Everything the kernel replied before the barrier is routed: drain it.
+                    match handle.try_next() {
+                        Some(ev) => Some(ev),
+                        None => {
+                            no_reply = true;
+                            break;
+                        }
+                    }
+                } else {
+                    tokio::select! {
                     ev = handle.next() => Some(ev),
+                    passed = async { barrier.as_mut().expect("guarded").await }, if barrier.is_some() => {
+                        barrier = None;
+                        barrier_passed = passed;
+                        None
+                    }
                     _ = tokio::time::sleep_until(flush_at), if dirty => None,
                     _ = tokio::time::sleep_until(pending.due().unwrap_or(far)), if !pending.is_empty() => {
                         flush_logged(session, pending).await;
@@ -255,6 +338,7 @@ async fn drive(
                             )).await;
                         }
                         None
+                    }
                     }
                 };
                 match event {
@@ -283,10 +367,34 @@ async fn drive(
                             input_deadline =
                                 Some(tokio::time::Instant::now() + limits.input_timeout);
                         }
-                        _ => {
+                        other => {
+                            // The kernel started the request: an interrupt that came earlier
+                            // can take effect now.
+                            let started = other == "execute_input"
+                                || !matches!(other, "status" | "execute_reply");
+                            if started && running.gate.kernel_started() {
+                                tracing::info!(execution = %running.id, "delivering an interrupt that arrived before the kernel started the cell");
+                                if let Err(e) = super::session::interrupt(kernel).await {
+                                    tracing::warn!(execution = %running.id, "could not interrupt: {e}");
+                                }
+                            }
+                            if other.starts_with("comm_") {
+                                if let Ok(mut w) = session.widgets.lock() {
+                                    w.apply(
+                                        &kernel.session_id,
+                                        &m.msg_type,
+                                        &m.content,
+                                        &m.buffers,
+                                    );
+                                }
+                            }
+                            let mut changed = false;
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
-                                    Applied::Changed => dirty = true,
+                                    Applied::Changed => {
+                                        dirty = true;
+                                        changed = true;
+                                    }
                                     Applied::ForeignDisplay {
                                         display_id,
                                         data,
@@ -295,20 +403,29 @@ async fn drive(
                                     Applied::Unchanged => {}
                                 }
                             }
+                            if changed {
+                                bound.after_change(&mut acc, super::bound::json_len(&m.content));
+                            }
                         }
                     },
                 }
                 if dirty && last_flush.elapsed() >= PROGRESS_EVERY {
                     dirty = false;
                     last_flush = Instant::now();
-                    publish_progress(engine, &rec.id, live.as_deref(), &acc).await;
+                    publish_progress(engine, &rec.id, live.as_deref(), &acc, &mut persisted).await;
                 }
             }
         }
     }
-    let finished = acc.finish();
+    let mut finished = acc.finish();
+    let (notebook, id) = (rec.notebook.clone(), rec.id.clone());
+    crate::assets::blocking(|| bound.finish(&mut finished.outputs, &notebook, &id));
     let interrupted = running.interrupted.load(Ordering::SeqCst);
-    let (status, error, mut note) = classify(reply.as_ref(), died, interrupted, kernel);
+    let (status, error, mut note) = if no_reply {
+        no_reply_outcome(interrupted)
+    } else {
+        classify(reply.as_ref(), died, interrupted, kernel)
+    };
     if let Some(reason) = running.interrupt_reason.lock().ok().and_then(|r| r.clone()) {
         if status == Status::Interrupted {
             note = Some(reason);
@@ -326,7 +443,11 @@ async fn drive(
 }
 
 /// Interrupts the running execution on the server's own initiative, recording why.
-async fn server_interrupt(kernel: &RunningKernel, running: &RunningExecution, reason: String) {
+pub(super) async fn server_interrupt(
+    kernel: &RunningKernel,
+    running: &RunningExecution,
+    reason: String,
+) {
     tracing::info!(execution = %running.id, "{reason}");
     if let Ok(mut r) = running.interrupt_reason.lock() {
         *r = Some(reason);
@@ -335,6 +456,28 @@ async fn server_interrupt(kernel: &RunningKernel, running: &RunningExecution, re
     if let Err(e) = super::session::interrupt(kernel).await {
         tracing::warn!(execution = %running.id, "could not interrupt: {e}");
     }
+}
+
+/// The kernel finished a request without replying to it (ipykernel does so when a SIGINT
+/// lands before the cell starts, or its handler fails): the execution ends instead of waiting
+/// for a reply that will never come.
+fn no_reply_outcome(interrupted: bool) -> (Status, Option<Value>, Option<String>) {
+    if interrupted {
+        return (
+            Status::Interrupted,
+            Some(
+                json!({"ename": "KeyboardInterrupt", "evalue": "interrupted before the cell started", "traceback": []}),
+            ),
+            Some(
+                "interrupted on request before the kernel started the cell; it did not run".into(),
+            ),
+        );
+    }
+    (
+        Status::Failed,
+        Some(json!({"ename": "NoReply", "evalue": "the kernel went idle without replying to this request", "traceback": []})),
+        Some("the kernel finished this request without a reply (see the kernel log); the cell may not have run".into()),
+    )
 }
 
 fn classify(
@@ -381,26 +524,50 @@ fn classify(
     )
 }
 
+/// When progress was last persisted, and how big it was.
+struct Persisted {
+    at: Instant,
+    bytes: usize,
+}
+
+/// Publishes the outputs so far to waiters and, when [`PERSIST_BYTES_PER_SEC`] allows,
+/// records them in the store.
 async fn publish_progress(
     engine: &Engine,
     id: &str,
     live: Option<&super::live::LiveExecution>,
     acc: &OutputAccumulator,
+    persisted: &mut Persisted,
 ) {
     let outputs = acc.snapshot();
     let count = acc.execution_count();
-    if let Some(l) = live {
-        if let Ok(mut p) = l.partial.lock() {
-            *p = (outputs.clone(), count);
+    let wait = Duration::from_secs_f64(persisted.bytes as f64 / PERSIST_BYTES_PER_SEC);
+    let persist = persisted.at.elapsed() >= wait;
+    if persist {
+        let json = match serde_json::to_string(&outputs) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(execution = %id, "could not encode progress: {e}");
+                return;
+            }
+        };
+        *persisted = Persisted {
+            at: Instant::now(),
+            bytes: json.len(),
+        };
+        let owned = id.to_string();
+        if let Err(e) = engine
+            .store()
+            .call(move |c| store::executions::record_progress_json(c, &owned, &json, count))
+            .await
+        {
+            tracing::warn!(execution = %id, "could not record progress: {e}");
         }
     }
-    let owned = id.to_string();
-    if let Err(e) = engine
-        .store()
-        .call(move |c| store::executions::record_progress(c, &owned, &outputs, count))
-        .await
-    {
-        tracing::warn!(execution = %id, "could not record progress: {e}");
+    if let Some(l) = live {
+        if let Ok(mut p) = l.partial.lock() {
+            *p = (outputs, count);
+        }
     }
 }
 
@@ -438,52 +605,27 @@ fn join_notes(note: Option<String>, more: &[String]) -> String {
     all.join("\n")
 }
 
-/// Records a terminal state for an execution that never reached a kernel.
+/// Records a terminal state for an execution that never reached a kernel. It ends in memory
+/// even when the store fails (see `unrecorded.rs`). Returns the record if this call ended it.
 pub async fn finish_without_kernel(
     engine: &Engine,
     id: &str,
     status: Status,
     ename: &str,
     message: &str,
-) -> Result<Option<ExecutionRecord>, EngineError> {
-    let owned = id.to_string();
-    let Some(mut rec) = engine
-        .store()
-        .call(move |c| store::executions::get(c, &owned))
-        .await?
-    else {
-        return Ok(None);
-    };
-    rec.status = status;
-    rec.error = Some(json!({"ename": ename, "evalue": message, "traceback": []}));
-    rec.note = Some(message.to_string());
-    rec.finished_at = Some(store::now());
-    let stored = rec.clone();
-    let updated = engine
-        .store()
-        .call(move |c| store::executions::finish(c, &stored))
-        .await?;
-    engine.live().set_status(id, status);
-    Ok(updated.then_some(rec))
+) -> Option<ExecutionRecord> {
+    unrecorded::settle(engine, id, status, ename, message).await
 }
 
-pub(super) async fn cancel_rest_of_batch(
-    engine: &Engine,
-    rec: &ExecutionRecord,
-) -> Result<(), EngineError> {
+/// Cancels the pending rest of a stop-on-error `run_all_cells` batch after `rec` did not
+/// complete (in memory at least, if the store fails).
+pub(super) async fn cancel_rest_of_batch(engine: &Engine, rec: &ExecutionRecord) {
     let Some(batch) = rec.batch_id.clone() else {
-        return Ok(());
+        return;
     };
     let note = format!(
         "not run: cell '{}' before it in this run_all_cells batch did not complete",
         rec.cell_id.clone().unwrap_or_default()
     );
-    let ids = engine
-        .store()
-        .call(move |c| store::executions::cancel_batch(c, &batch, &note))
-        .await?;
-    for id in ids {
-        engine.live().set_status(&id, Status::Cancelled);
-    }
-    Ok(())
+    unrecorded::cancel_batch(engine, batch, note).await;
 }

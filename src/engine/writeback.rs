@@ -2,7 +2,8 @@
 //! while more executions of the notebook are queued, finished outputs wait (at most
 //! [`MAX_DELAY`], at most [`MAX_ITEMS`]) and are written in one read-modify-write; when the
 //! queue is empty they are written before the execution is reported finished. The execution
-//! record in `state.db` always holds the outputs, whatever the file write does.
+//! record in `state.db` always holds the outputs, whatever the file write does. Each write
+//! also stores the kernel's live widget state in `metadata.widgets` (see `super::widgets`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,10 +107,15 @@ pub async fn flush(
         }
         plan.push((w.clone(), targets));
     }
+    let widgets = session.widgets.lock().ok().and_then(|w| w.metadata());
     let (path, lock) = (session.path.clone(), session.file_lock.clone());
     let result = tokio::task::spawn_blocking(move || {
         notebook_ops::update(&path, &lock, |nb| {
             let mut notes = Vec::new();
+            if let Some(widgets) = widgets {
+                // nbclient's store_widget_state (SPEC §4), see `super::widgets`.
+                nb.metadata.insert("widgets".into(), widgets);
+            }
             for (w, targets) in plan {
                 match nb.cell_index(&w.cell_id) {
                     Some(i) => {

@@ -140,6 +140,10 @@ pub struct GetExecutionArgs {
     pub execution_id: String,
     /// Seconds to wait for it to finish before answering (default 0: answer now).
     pub wait_s: Option<f64>,
+    /// Show the outputs from this index on (0-based), for paging through executions with more
+    /// outputs than one result holds (see outputs_shown.next_offset). Default: the first and
+    /// the last outputs.
+    pub output_offset: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

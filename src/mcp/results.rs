@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::budget::{self, Budget, Window};
 use crate::engine::{CellView, ExecutionView, KernelView};
 use crate::store::Status;
 use jmcp_outputs::{render, render_with, RenderOptions, Rendered};
@@ -121,6 +122,32 @@ pub struct ExecutionResult {
     /// The prompt of an input() call waiting for send_input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_prompt: Option<String>,
+    /// Present when not every output is in `outputs` (the result's byte budget,
+    /// --max-result-bytes): which ones are, and where to page on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_shown: Option<OutputsShown>,
+}
+
+/// Which outputs of an execution or cell a result shows.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OutputsShown {
+    /// Number of outputs in all.
+    pub total_outputs: usize,
+    /// Half-open ranges [from, to) of output indices shown, in order.
+    pub ranges: Vec<[usize; 2]>,
+    /// Pass this as output_offset to get_execution to see the next outputs not shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+impl OutputsShown {
+    fn of(w: &Window) -> Option<OutputsShown> {
+        (!w.is_whole()).then(|| OutputsShown {
+            total_outputs: w.total,
+            ranges: w.ranges.iter().map(|r| [r.start, r.end]).collect(),
+            next_offset: w.next_offset(),
+        })
+    }
 }
 
 /// Bounded rendering of one execution: structured result, compact text, and the extra content
@@ -194,7 +221,7 @@ fn resource_links(r: &Rendered, origin: &str) -> Vec<Content> {
 }
 
 /// Renders outputs with the installed asset store (or without assets when none is).
-fn render_outputs(
+fn render_all(
     outputs: &[Value],
     max_text_bytes: usize,
     notebook: &str,
@@ -207,6 +234,59 @@ fn render_outputs(
         }),
         None => render(outputs, &opts),
     }
+}
+
+/// Renders the outputs of `window` (one rendering per range, sharing the text bound), with a
+/// line between the ranges saying what was left out and how to page through it.
+fn render_outputs(
+    outputs: &[Value],
+    window: &Window,
+    max_text_bytes: usize,
+    notebook: &str,
+    execution_id: Option<&str>,
+) -> Rendered {
+    if window.is_whole() {
+        return render_all(outputs, max_text_bytes, notebook, execution_id);
+    }
+    let share = (max_text_bytes / window.ranges.len().max(1)).max(budget::MIN_TEXT_BYTES / 2);
+    let mut acc = render(&[], &RenderOptions::default());
+    let mut texts = Vec::new();
+    let mut next = 0;
+    for r in &window.ranges {
+        if r.start > next {
+            texts.push(omitted_line(next..r.start, execution_id));
+        }
+        let part = render_all(&outputs[r.clone()], share, notebook, execution_id);
+        if !part.text.is_empty() {
+            texts.push(part.text);
+        }
+        acc.outputs.extend(part.outputs);
+        acc.images.extend(part.images);
+        acc.error = acc.error.or(part.error);
+        next = r.end;
+    }
+    if next < window.total {
+        texts.push(omitted_line(next..window.total, execution_id));
+    }
+    acc.text = texts.join("\n");
+    acc
+}
+
+/// `[... outputs 48..99,952 (99,904 outputs) not shown; get_execution(execution_id="…", output_offset=48) pages through them]`
+fn omitted_line(gap: std::ops::Range<usize>, execution_id: Option<&str>) -> String {
+    let how = match execution_id {
+        Some(id) => format!(
+            "get_execution(execution_id=\"{id}\", output_offset={}) pages through them",
+            gap.start
+        ),
+        None => "execute the cell again or read its outputs in a notebook viewer".to_string(),
+    };
+    format!(
+        "[... outputs {}..{} ({} outputs) not shown (result budget, --max-result-bytes); {how}]",
+        gap.start,
+        gap.end,
+        jmcp_outputs::group_digits(gap.len()),
+    )
 }
 
 /// Traceback frames, ANSI-stripped; bounded like the output text when they exceed the bound
@@ -233,10 +313,61 @@ fn traceback(e: &Value, max_text_bytes: usize) -> Vec<String> {
     bounded.lines().map(str::to_owned).collect()
 }
 
-/// Renders an execution for the agent with the per-cell text bound.
-pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecution {
+/// The outputs shown: a page from `output_offset`, else head and tail, plus (without an
+/// offset) the marker of outputs moved out of memory (engine/bound.rs), which is always shown.
+fn window_for(outputs: &[Value], budget: Budget, output_offset: Option<usize>) -> Window {
+    let mut window = match output_offset {
+        Some(o) => return Window::page(outputs.len(), o, budget.outputs),
+        None => Window::head_tail(outputs.len(), budget.outputs),
+    };
+    let marker = outputs.iter().position(|o| {
+        o.get("metadata")
+            .and_then(|m| m.get("jupyter_mcp_spilled"))
+            .is_some()
+    });
+    if let Some(i) = marker {
+        window.include(i);
+    }
+    window
+}
+
+/// Renders an execution for the agent within `budget` (see [`budget`]): the outputs from
+/// `output_offset` on when given, else the first and last ones when not all fit; the per-cell
+/// text bound and the number of outputs halve until the whole result fits the total.
+pub fn execution(
+    view: &ExecutionView,
+    budget: Budget,
+    output_offset: Option<usize>,
+) -> RenderedExecution {
+    let mut b = budget;
+    loop {
+        let mut r = execution_within(view, b, output_offset);
+        r.images = budget::cap_images(std::mem::take(&mut r.images));
+        if budget::measure(&r.result, &r.text, &r.images) <= budget.total {
+            return r;
+        }
+        match b.shrink() {
+            Some(smaller) => b = smaller,
+            None => return r,
+        }
+    }
+}
+
+fn execution_within(
+    view: &ExecutionView,
+    budget: Budget,
+    output_offset: Option<usize>,
+) -> RenderedExecution {
+    let max_text_bytes = budget.text;
     let rec = &view.record;
-    let r = render_outputs(&rec.outputs, max_text_bytes, &rec.notebook, Some(&rec.id));
+    let window = window_for(&rec.outputs, budget, output_offset);
+    let r = render_outputs(
+        &rec.outputs,
+        &window,
+        max_text_bytes,
+        &rec.notebook,
+        Some(&rec.id),
+    );
     let error = rec.error.as_ref().map(|e| ErrorEntry {
         ename: e
             .get("ename")
@@ -300,6 +431,7 @@ pub fn execution(view: &ExecutionView, max_text_bytes: usize) -> RenderedExecuti
             duration_ms: view.duration_ms(),
             kernel_note: rec.note.clone(),
             input_prompt: view.input_prompt.clone(),
+            outputs_shown: OutputsShown::of(&window),
         },
         text,
         images: extra,
@@ -315,31 +447,98 @@ pub struct CellEntry {
     pub index: usize,
     /// code, markdown or raw.
     pub cell_type: String,
-    /// The cell's text.
+    /// The cell's text (head and tail only when `source_truncated` is set).
     pub source: String,
+    /// Present when `source` was cut to fit the result's budget: bytes shown, the full size,
+    /// and where the whole source is (`source_asset`, read with read_asset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_truncated: Option<TruncatedInfo>,
+    /// Resource URI of the whole source when it was cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_asset: Option<String>,
     /// Prompt number of its last run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_count: Option<i64>,
     /// Outputs (bounded; empty when outputs = "none").
     pub outputs: Vec<OutputEntry>,
+    /// Present when not every output is in `outputs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_shown: Option<OutputsShown>,
     /// Cell tags (e.g. skip-execution, raises-exception).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
 }
 
-/// Renders one cell of `notebook` for read_notebook; `mode` is none/summary/full. The extra
-/// content is the cell's images ("full" only) and resource links to its assets.
+/// The cells read_notebook shows within `budget` (see [`budget`]): cells in order while the
+/// total lasts (at least one), each within what is left. Returns the entries, their text,
+/// the extra content, and the index of the first cell not shown (to pass as `start`).
+pub fn cells(
+    notebook: &str,
+    cells: &[CellView],
+    mode: &str,
+    budget: Budget,
+) -> (Vec<CellEntry>, String, Vec<Content>, Option<usize>) {
+    let (mut entries, mut text, mut extra) = (Vec::new(), String::new(), Vec::new());
+    let mut left = budget.total;
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 && left < budget.total / 8 {
+            return (entries, text, budget::cap_images(extra), Some(c.index));
+        }
+        let (entry, t, more) = cell(notebook, c, mode, budget.with_total(left));
+        let cost = budget::measure(&entry, &t, &more);
+        if i > 0 && cost > left {
+            return (entries, text, budget::cap_images(extra), Some(c.index));
+        }
+        left = left.saturating_sub(cost);
+        entries.push(entry);
+        text.push_str(&t);
+        extra.extend(more);
+    }
+    (entries, text, budget::cap_images(extra), None)
+}
+
+/// Renders one cell of `notebook` for read_notebook within `budget`; `mode` is
+/// none/summary/full. The extra content is the cell's images ("full" only) and resource links
+/// to its assets. Shrinks like [`execution`] until it fits.
 pub fn cell(
     notebook: &str,
     c: &CellView,
     mode: &str,
-    max_text_bytes: usize,
+    budget: Budget,
 ) -> (CellEntry, String, Vec<Content>) {
+    let mut b = budget;
+    loop {
+        let r = cell_within(notebook, c, mode, b);
+        if budget::measure(&r.0, &r.1, &r.2) <= budget.total {
+            return r;
+        }
+        match b.shrink() {
+            Some(smaller) => b = smaller,
+            None => return r,
+        }
+    }
+}
+
+fn cell_within(
+    notebook: &str,
+    c: &CellView,
+    mode: &str,
+    budget: Budget,
+) -> (CellEntry, String, Vec<Content>) {
+    let window = window_for(&c.outputs, budget, None);
     let r = if mode == "none" {
         None
     } else {
-        Some(render_outputs(&c.outputs, max_text_bytes, notebook, None))
+        Some(render_outputs(
+            &c.outputs,
+            &window,
+            budget.text,
+            notebook,
+            None,
+        ))
     };
+    // The source gets up to half the budget (a third of it, counting its two copies).
+    let (source, source_truncated, source_asset) = bounded_source(notebook, c, budget.total / 6);
     let mut text = format!(
         "--- [{}] {} {}{}\n{}\n",
         c.index,
@@ -348,8 +547,19 @@ pub fn cell(
         c.execution_count
             .map(|n| format!(" In[{n}]"))
             .unwrap_or_default(),
-        c.source
+        source
     );
+    if let Some(t) = &source_truncated {
+        text.push_str(&format!(
+            "[source cut: {} of {} bytes shown{}]\n",
+            t.shown_bytes,
+            t.total_bytes,
+            source_asset
+                .as_ref()
+                .map(|a| format!("; read_asset(asset=\"{a}\") for all of it"))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(r) = &r {
         if !r.text.is_empty() {
             text.push_str(">>> outputs\n");
@@ -371,14 +581,45 @@ pub fn cell(
             id: c.id.clone(),
             index: c.index,
             cell_type: c.cell_type.clone(),
-            source: c.source.clone(),
+            source,
+            source_truncated,
+            source_asset,
             execution_count: c.execution_count,
             outputs: r.as_ref().map(entries).unwrap_or_default(),
+            outputs_shown: r.as_ref().and_then(|_| OutputsShown::of(&window)),
             tags: c.tags.clone(),
         },
         text,
         imgs,
     )
+}
+
+/// The cell's source, cut to head and tail past `max` bytes (the whole source then goes to
+/// the asset store when one is installed).
+fn bounded_source(
+    notebook: &str,
+    c: &CellView,
+    max: usize,
+) -> (String, Option<TruncatedInfo>, Option<String>) {
+    let max = max.max(budget::MIN_TEXT_BYTES);
+    if c.source.len() <= max {
+        return (c.source.clone(), None, None);
+    }
+    let (shown, cut) = jmcp_outputs::bound_text(
+        &c.source,
+        max.saturating_sub(jmcp_outputs::MARKER_MAX_BYTES),
+    );
+    let asset = crate::assets::current().and_then(|assets| {
+        use jmcp_outputs::AssetSink as _;
+        crate::assets::blocking(|| assets.sink(notebook, None).text(c.index, &c.source))
+    });
+    let info = cut.map(|t| TruncatedInfo {
+        shown_bytes: t.shown_bytes,
+        total_bytes: t.total_bytes,
+        next_offset: None,
+        total_lines: Some(jmcp_outputs::count_lines(&c.source)),
+    });
+    (shown, info, asset.map(|a| a.uri))
 }
 
 /// A kernel as list_kernels and the kernel tools return it.

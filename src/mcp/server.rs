@@ -65,6 +65,14 @@ impl JupyterMcp {
     pub(crate) fn max_text(&self) -> usize {
         self.engine.config().max_text_bytes
     }
+
+    /// The byte budget of one result (`--max-result-bytes`, `--max-text-bytes`).
+    pub(crate) fn budget(&self) -> super::budget::Budget {
+        super::budget::Budget::new(
+            self.engine.config().volume.max_result_bytes,
+            self.max_text(),
+        )
+    }
 }
 
 /// Engine errors become tool errors (`isError: true`) with the engine's message.

@@ -24,8 +24,22 @@ use crate::store::{self, ExecutionRecord, Status};
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// Suggested polling interval for clients, in milliseconds.
 const POLL_INTERVAL_MS: u64 = 1000;
-/// Longest `tasks/result` waits before answering with what is done.
-const RESULT_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Longest `tasks/result` waits before answering with what is done (the task goes on; the
+/// client calls `tasks/result` again). Bounded so that a disconnected client's waits end.
+const RESULT_WAIT: Duration = Duration::from_secs(3600);
+/// At most this many `tasks/result` calls wait at once; past it a call answers at once with
+/// what is done, so waits cannot pile up without bound.
+const MAX_RESULT_WAITS: usize = 256;
+static RESULT_WAITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_RESULT_WAITS);
+
+/// The deadline of one `tasks/result` wait and the permit that counts it (see
+/// [`MAX_RESULT_WAITS`]); without a permit the deadline is now.
+fn result_wait(now: Instant) -> (Instant, Option<tokio::sync::SemaphorePermit<'static>>) {
+    match RESULT_WAITS.try_acquire() {
+        Ok(permit) => (now + RESULT_WAIT, Some(permit)),
+        Err(_) => (now, None),
+    }
+}
 
 /// A request this layer answers.
 pub(super) struct Request {
@@ -228,7 +242,7 @@ async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
 /// Waits for the task to finish and answers with the tool's own `CallToolResult`.
 async fn task_result(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
-    let deadline = Instant::now() + RESULT_WAIT;
+    let (deadline, _permit) = result_wait(Instant::now());
     let result = if recs.len() == 1 && recs[0].batch_id.is_none() {
         svc.wait_result(id, deadline, &Progress::none()).await
     } else {
@@ -292,4 +306,27 @@ async fn list_tasks(svc: &JupyterMcp) -> RpcResult {
         tasks.push(task_state(svc, &r.id).await?);
     }
     Ok(json!({ "tasks": tasks }))
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+
+    #[test]
+    fn result_waits_are_bounded_in_time_and_number() {
+        let now = Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..MAX_RESULT_WAITS {
+            let (deadline, permit) = result_wait(now);
+            assert!(deadline <= now + RESULT_WAIT);
+            assert!(permit.is_some());
+            held.push(permit);
+        }
+        let (deadline, permit) = result_wait(now);
+        assert!(permit.is_none(), "waits past the cap answer at once");
+        assert_eq!(deadline, now);
+        held.clear();
+        assert!(result_wait(now).1.is_some(), "ended waits free their place");
+        assert!(RESULT_WAIT <= Duration::from_secs(3600));
+    }
 }

@@ -48,6 +48,21 @@ pub struct RunAllResult {
     pub executions: Vec<ExecutionResult>,
     /// Cells not run, with the reason.
     pub skipped: Vec<SkippedCell>,
+    /// Executions of the batch not in `executions` because the result's byte budget
+    /// (--max-result-bytes) was spent: they run all the same (see get_execution).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlisted: Option<Unlisted>,
+}
+
+/// Executions of a run_all_cells batch left out of its result (they are in cell order).
+#[derive(Serialize, JsonSchema)]
+pub struct Unlisted {
+    /// How many.
+    pub count: usize,
+    /// The first one left out.
+    pub first_execution_id: String,
+    /// The last one (the batch's last execution).
+    pub last_execution_id: String,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -64,15 +79,31 @@ pub struct InputSent {
 
 impl JupyterMcp {
     fn execution_result(&self, view: &ExecutionView) -> CallToolResult {
-        let r = results::execution(view, self.max_text());
+        self.execution_page(view, None)
+    }
+
+    /// Renders an execution within the result budget, from `output_offset` when given.
+    fn execution_page(&self, view: &ExecutionView, output_offset: Option<usize>) -> CallToolResult {
+        let r = results::execution(view, self.budget(), output_offset);
         ok(&r.result, r.text, r.images)
     }
 
     /// Checks the kernelspec is installed before queuing (so the agent gets a clear error now).
-    fn check_kernel(&self, path: &RootedPath) -> Result<(), CallToolResult> {
-        self.engine
-            .kernelspec_for(path, None)
-            .map(|_| ())
+    /// Nothing to check once the notebook has a live kernel (its kernelspec was found when it
+    /// started); otherwise the notebook is read and kernelspecs are looked up on the blocking
+    /// pool, not on the async runtime.
+    async fn check_kernel(&self, path: &RootedPath) -> Result<(), CallToolResult> {
+        if self.engine.has_live_kernel(path) {
+            return Ok(());
+        }
+        let (engine, path) = (self.engine.clone(), path.clone());
+        tokio::task::spawn_blocking(move || engine.kernelspec_for(&path, None).map(|_| ()))
+            .await
+            .map_err(|e| {
+                tool_error(EngineError::InvalidArgument(format!(
+                    "looking up the notebook's kernelspec failed: {e}"
+                )))
+            })?
             .map_err(tool_error)
     }
 
@@ -174,7 +205,7 @@ impl JupyterMcp {
         cell_id: Option<String>,
         code: String,
     ) -> Result<(RootedPath, String), CallToolResult> {
-        self.check_kernel(&path)?;
+        self.check_kernel(&path).await?;
         let item = SubmitItem {
             cell_id,
             code,
@@ -221,7 +252,10 @@ impl JupyterMcp {
             }
         }
         if !items.is_empty() {
-            self.check_kernel(&path)?;
+            self.check_kernel(&path).await?;
+        } else if let Err(e) = self.engine.record_kernel_info(&path, None).await {
+            // Nothing to run: the kernel metadata is a courtesy (issue 8 item 16).
+            tracing::warn!("{}: kernel metadata not recorded: {e}", path.rel);
         }
         let ids = self
             .engine
@@ -255,13 +289,31 @@ impl JupyterMcp {
         let mut executions = Vec::new();
         let mut text = format!("queued {} cell(s), skipped {}\n", ids.len(), skipped.len());
         let mut images: Vec<Content> = Vec::new();
+        // The result budget is shared by the executions in order; once it is spent the rest
+        // are not listed (list_executions / get_execution have them), and only the last one
+        // is waited for, so the call still answers when the batch is done or at the deadline.
+        let budget = self.budget();
+        let mut left = budget
+            .total
+            .saturating_sub(text.len() + skipped.len() * 160);
+        let mut unlisted: Vec<&String> = Vec::new();
         for (done, id) in ids.iter().enumerate() {
+            if !unlisted.is_empty() || (done > 0 && left < budget.total / 8) {
+                unlisted.push(id);
+                continue;
+            }
             match self
                 .wait_reporting(id, deadline, progress, done, Some(ids.len()))
                 .await
             {
                 Ok(view) => {
-                    let r = results::execution(&view, self.max_text());
+                    let r = results::execution(&view, budget.with_total(left), None);
+                    let cost = super::budget::measure(&r.result, &r.text, &r.images);
+                    if done > 0 && cost > left {
+                        unlisted.push(id);
+                        continue;
+                    }
+                    left = left.saturating_sub(cost);
                     text.push_str(&r.text);
                     images.extend(r.images);
                     executions.push(r.result);
@@ -269,6 +321,22 @@ impl JupyterMcp {
                 Err(e) => return tool_error(e),
             }
         }
+        if let Some(last) = unlisted.last() {
+            let done = ids.len() - 1;
+            if let Err(e) = self
+                .wait_reporting(last, deadline, progress, done, Some(ids.len()))
+                .await
+            {
+                return tool_error(e);
+            }
+            text.push_str(&format!(
+                "{} more execution(s) not listed (result budget, --max-result-bytes), ids {} .. {}: see them with get_execution or list_executions\n",
+                unlisted.len(),
+                unlisted[0],
+                last
+            ));
+        }
+        let images = super::budget::cap_images(images);
         let unfinished = executions
             .iter()
             .filter(|e| !e.status.is_terminal())
@@ -282,6 +350,11 @@ impl JupyterMcp {
             &RunAllResult {
                 executions,
                 skipped,
+                unlisted: (!unlisted.is_empty()).then(|| Unlisted {
+                    count: unlisted.len(),
+                    first_execution_id: unlisted[0].clone(),
+                    last_execution_id: unlisted[unlisted.len() - 1].clone(),
+                }),
             },
             text,
             images,
@@ -370,7 +443,7 @@ impl JupyterMcp {
                 .wait(&a.execution_id, wait_duration(a.wait_s, 0.0))
                 .await
             {
-                Ok(view) => self.execution_result(&view),
+                Ok(view) => self.execution_page(&view, a.output_offset),
                 Err(e) => tool_error(e),
             },
         )
@@ -411,6 +484,8 @@ impl JupyterMcp {
             Ok(rows) => {
                 let mut text = String::new();
                 let mut executions = Vec::new();
+                let budget = self.budget();
+                let mut left = budget.total;
                 for mut rec in rows {
                     // A listing summarises; outputs come with get_execution.
                     rec.outputs.clear();
@@ -418,7 +493,13 @@ impl JupyterMcp {
                         record: rec,
                         input_prompt: None,
                     };
-                    let r = results::execution(&view, 512);
+                    let r = results::execution(&view, super::budget::Budget::new(4096, 512), None);
+                    let cost = super::budget::measure(&r.result, &r.text, &[]);
+                    if cost > left {
+                        text.push_str("[older executions not listed (result budget, --max-result-bytes): ask with a smaller limit or a status/notebook filter]\n");
+                        break;
+                    }
+                    left -= cost;
                     text.push_str(r.text.lines().next().unwrap_or(""));
                     text.push('\n');
                     executions.push(r.result);

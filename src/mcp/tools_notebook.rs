@@ -29,8 +29,12 @@ pub struct NotebookContents {
     /// The notebook's `metadata.kernelspec` (name, display_name, language).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernelspec: Option<serde_json::Value>,
-    /// The requested cells.
+    /// The requested cells (as many as the result's byte budget holds).
     pub cells: Vec<CellEntry>,
+    /// Present when not every requested cell fits in one result: call read_notebook again
+    /// with start = this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_start: Option<usize>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -166,13 +170,13 @@ impl JupyterMcp {
                             .and_then(|n| n.as_str())
                             .unwrap_or("not set")
                     );
-                    let mut entries = Vec::new();
-                    let mut images = Vec::new();
-                    for c in &cells {
-                        let (entry, t, imgs) = results::cell(&path.rel, c, &mode, self.max_text());
-                        text.push_str(&t);
-                        entries.push(entry);
-                        images.extend(imgs);
+                    let (entries, t, images, next_start) =
+                        results::cells(&path.rel, &cells, &mode, self.budget());
+                    text.push_str(&t);
+                    if let Some(n) = next_start {
+                        text.push_str(&format!(
+                            "[cells from index {n} on not shown (result budget, --max-result-bytes): read_notebook(start={n})]\n"
+                        ));
                     }
                     ok(
                         &NotebookContents {
@@ -180,6 +184,7 @@ impl JupyterMcp {
                             total_cells: total,
                             kernelspec,
                             cells: entries,
+                            next_start,
                         },
                         text,
                         images,

@@ -1,7 +1,7 @@
 //! Execution rows: `pending -> running -> completed | failed | cancelled | interrupted`
 //! (SPEC §5). Outputs are the cell's nbformat outputs as a JSON array.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 
 use super::StoreError;
@@ -122,6 +122,15 @@ const COLUMNS: &str = "seq, id, notebook, cell_id, code, batch_id, stop_on_error
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(ExecutionRecord, String, Option<String>)> {
     let status: String = r.get(8)?;
+    // A status this version does not know (written by a newer one) is an error, never
+    // silently `failed`: that would let it be settled or shown wrongly.
+    let status = Status::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            8,
+            rusqlite::types::Type::Text,
+            format!("unknown execution status '{status}' (written by a newer jupyter-mcp?)").into(),
+        )
+    })?;
     Ok((
         ExecutionRecord {
             seq: r.get(0)?,
@@ -132,7 +141,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(ExecutionRecord, String, Option<St
             batch_id: r.get(5)?,
             stop_on_error: r.get(6)?,
             allow_error: r.get(7)?,
-            status: Status::parse(&status).unwrap_or(Status::Failed),
+            status,
             kernel_session: r.get(9)?,
             msg_id: r.get(10)?,
             execution_count: r.get(11)?,
@@ -255,6 +264,20 @@ pub fn record_progress(
     Ok(())
 }
 
+/// [`record_progress`] with the outputs already encoded as a JSON array.
+pub fn record_progress_json(
+    conn: &Connection,
+    id: &str,
+    outputs_json: &str,
+    execution_count: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE executions SET outputs = ?2, execution_count = ?3 WHERE id = ?1",
+        params![id, outputs_json, execution_count],
+    )?;
+    Ok(())
+}
+
 /// Terminal update, committed without waiting for fsync (`synchronous=NORMAL` for this one
 /// statement): it is durable against a crash of the server (WAL), and the next fsync'd commit
 /// (any accept or start) makes it durable against power loss too. Losing it to power loss
@@ -296,13 +319,15 @@ pub fn cancel_pending(conn: &Connection, id: &str, note: &str) -> Result<bool, S
     Ok(n == 1)
 }
 
-/// Cancels every pending execution of a batch; returns their ids.
+/// Cancels every pending execution of a batch; returns their ids. An IMMEDIATE transaction:
+/// it takes the write lock before reading, so a writer on another connection makes it wait
+/// (busy timeout) instead of failing at once with `SQLITE_BUSY` between the read and the write.
 pub fn cancel_batch(
     conn: &mut Connection,
     batch: &str,
     note: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = {
         let mut stmt =
             tx.prepare("SELECT id FROM executions WHERE batch_id = ?1 AND status = 'pending'")?;
@@ -424,5 +449,72 @@ mod tests {
         assert_eq!(pending_count(&c, "a.ipynb").unwrap(), 1);
         assert!(!cancel_pending(&c, "a", "x").unwrap());
         assert_eq!(list(&c, Some("a.ipynb"), None, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_unknown_status_is_an_error_not_failed() {
+        let (_d, mut c) = db();
+        insert_pending(&mut c, &[new("e1", None)]).unwrap();
+        c.execute(
+            "UPDATE executions SET status = 'paused' WHERE id = 'e1'",
+            [],
+        )
+        .unwrap();
+        let err = get(&c, "e1").unwrap_err();
+        assert_eq!(
+            err.kind(),
+            super::super::StoreErrorKind::Incompatible,
+            "{err}"
+        );
+        assert!(err.to_string().contains("paused"), "{err}");
+    }
+
+    static BLOCKED: std::sync::Mutex<Option<std::sync::mpsc::Sender<&'static str>>> =
+        std::sync::Mutex::new(None);
+
+    /// Busy handler of the cancelling connection: reports that it waits, then retries.
+    fn report_busy(_attempt: i32) -> bool {
+        if let Some(tx) = BLOCKED.lock().unwrap().as_ref() {
+            let _ = tx.send("waiting for the lock");
+        }
+        std::thread::yield_now();
+        true
+    }
+
+    /// Another connection holds a write transaction while the batch is cancelled: the cancel
+    /// waits for the lock (the busy handler runs) and then cancels the batch, instead of
+    /// failing with SQLITE_BUSY between its read and its write.
+    #[test]
+    fn cancel_batch_waits_for_another_writer_instead_of_failing() {
+        let (dir, mut c) = db();
+        insert_pending(&mut c, &[new("a", Some("b")), new("b", Some("b"))]).unwrap();
+        let path = dir.path().join("s.db");
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        other
+            .execute("UPDATE executions SET note = 'x' WHERE id = 'a'", [])
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        *BLOCKED.lock().unwrap() = Some(tx.clone());
+        let canceller = std::thread::spawn(move || {
+            c.busy_handler(Some(report_busy)).unwrap();
+            let r = cancel_batch(&mut c, "b", "stopped").map_err(|e| e.to_string());
+            let _ = tx.send("finished");
+            r
+        });
+        // Either the canceller waits on the lock (fixed), or it already gave up (the bug).
+        let first = rx.recv().unwrap();
+        other.execute_batch("COMMIT").unwrap();
+        let result = canceller.join().unwrap();
+        *BLOCKED.lock().unwrap() = None;
+        assert_eq!(
+            first, "waiting for the lock",
+            "cancel_batch did not wait: {result:?}"
+        );
+        let mut ids = result.expect("the batch is cancelled once the other writer commits");
+        ids.sort();
+        assert_eq!(ids, vec!["a".to_string(), "b".to_string()]);
+        let c = Connection::open(&path).unwrap();
+        assert_eq!(get(&c, "a").unwrap().unwrap().status, Status::Cancelled);
     }
 }

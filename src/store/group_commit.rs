@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::executions::{insert_rows, NewExecution};
 use super::{schema, StoreError};
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 512;
@@ -49,7 +49,6 @@ impl GroupCommitter {
             .map_err(|_| StoreError::Task("the commit thread stopped".into()))?;
         wait.await
             .map_err(|_| StoreError::Task("the commit thread stopped".into()))?
-            .map_err(StoreError::Task)
     }
 
     /// Transactions committed so far (for tests and figures).
@@ -80,9 +79,11 @@ fn writer(
             Ok(())
         })();
         commits.fetch_add(1, Ordering::Relaxed);
-        let answer = result.map_err(|e| e.to_string());
         for (_, reply) in batch {
-            let _ = reply.send(answer.clone());
+            let _ = reply.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.to_shared()),
+            });
         }
     }
 }
@@ -134,7 +135,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gc = GroupCommitter::start(&dir.path().join("s.db")).unwrap();
         gc.insert(vec![row(1)]).await.unwrap();
-        let err = gc.insert(vec![row(1)]).await.unwrap_err().to_string();
-        assert!(err.contains("UNIQUE"), "{err}");
+        let err = gc.insert(vec![row(1)]).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            super::super::StoreErrorKind::Constraint,
+            "{err}"
+        );
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
     }
 }

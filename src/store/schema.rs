@@ -78,12 +78,53 @@ pub fn prepare(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let supported = MIGRATIONS.len() as i64;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+        // IMMEDIATE: the version is read again under the write lock, so two processes opening
+        // the same new file cannot both apply a migration.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = (|| -> Result<bool, StoreError> {
+            let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if now > i as i64 {
+                return Ok(false);
+            }
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+            Ok(true)
+        })();
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_schema_is_an_error_not_a_silent_downgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        prepare(&conn).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = prepare(&conn).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import hashlib
 import os
 import re
 import signal
@@ -194,8 +195,28 @@ def kill_pids(pids: dict[int, int | None], grace: float = 5.0) -> list[int]:
     return list(alive)
 
 
+def kernels_dirs_of(data_dir: Path) -> list[Path]:
+    """Where a server with this data dir may put its kernels' connection files (the private
+    runtime folder of `Config::kernels_dir`, outside the data dir; with or without
+    XDG_RUNTIME_DIR in the server's environment): kernels' argv name it."""
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    dirs = [Path(os.environ.get("TMPDIR") or "/tmp") / f"jupyter-mcp-{os.geteuid()}" / digest]
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        dirs.append(Path(xdg) / f"jupyter-mcp-{digest}")
+    return dirs
+
+
 def pids_mentioning(path: Path) -> dict[int, int | None]:
-    """Live processes (not us) with an argv element equal to, under, or `=`-assigned `path`."""
+    """Live processes (not us) with an argv element equal to, under, or `=`-assigned `path`,
+    or naming the kernels' runtime folder of `path` taken as a data dir (its kernels)."""
+    found = _pids_mentioning(path)
+    for runtime in kernels_dirs_of(path):
+        found.update(_pids_mentioning(runtime))
+    return found
+
+
+def _pids_mentioning(path: Path) -> dict[int, int | None]:
     needle = str(path)
     found: dict[int, int | None] = {}
     for entry in Path("/proc").iterdir():

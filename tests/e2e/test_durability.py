@@ -45,13 +45,28 @@ def kill9_server(data: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kind", ["batch", "race", "store"])
+def test_chaos_fault_rounds(kind):
+    """Issue 8 round kinds: a few rounds each in CI (CHAOS_FAULT_ROUNDS), more with chaos.sh."""
+    rounds = int(os.environ.get("CHAOS_FAULT_ROUNDS", "3"))
+    seed0 = int(os.environ.get("CHAOS_SEED", "1000"))
+    failures = []
+    for i in range(rounds):
+        problems, stats = chaos.run_round(seed0 + i, kind=kind)
+        print(f"{kind} round {i + 1}/{rounds} seed {seed0 + i}: {stats}")
+        if problems:
+            failures.append((seed0 + i, problems))
+    assert not failures, "\n".join(f"seed {s}: {p}" for s, ps in failures for p in ps)
+
+
 @pytest.mark.timeout(900)
 def test_chaos_rounds():
     rounds = int(os.environ.get("CHAOS_ROUNDS", "20"))
     seed0 = int(os.environ.get("CHAOS_SEED", "1000"))
     failures = []
     for i in range(rounds):
-        problems, stats = chaos.run_round(seed0 + i)
+        problems, stats = chaos.run_round(seed0 + i, kind="feeders")
         print(f"round {i + 1}/{rounds} seed {seed0 + i}: {stats}")
         if problems:
             failures.append((seed0 + i, problems))

@@ -1,8 +1,10 @@
 """The notebook file holds what nbclient would write (SPEC §4, issue 4): the same notebook is
-run through the server (run_all_cells) and through nbclient itself in the test venv
-(coalesce_streams=True, as JupyterLab saves streams), on real kernels; cell outputs and
-execution counts must be equal after normalising what legitimately differs (kernel temp file
-names in tracebacks)."""
+run through the server (run_all_cells) and through nbclient itself in the test venv (its
+defaults: one output per stream message), on real kernels; cell outputs and execution counts
+must be equal after normalising what legitimately differs (kernel temp file names in
+tracebacks) and merging consecutive same-name streams as JupyterLab saves them (SPEC section 4:
+interleaved stdout/stderr keep their arrival order; nbclient's coalesce_streams=True would
+reorder them)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ CELLS = [
     "h = display('first', display_id=True)\nh.update('second')\n"
     "display(HTML('<b>v1</b>'), display_id='shared')\nprint('after', flush=True)",
     "update_display(HTML('<b>v2</b>'), display_id='shared')\nprint('updated', flush=True)",
-    # Interleaved stdout and stderr (stream merging).
+    # Interleaved stdout and stderr: arrival order kept, consecutive ones merged.
     "import sys\nfor i in range(3):\n    print(f'out {i}', flush=True)\n"
     "    print(f'err {i}', file=sys.stderr, flush=True)\nprint('tail', flush=True)",
     # execute_result
@@ -42,12 +44,35 @@ CELLS = [
 ]
 
 
-def normalise(nb) -> list:
+_RGX_CARRIAGERETURN = re.compile(r".*\r(?=[^\n])")  # nbclient's
+_RGX_BACKSPACE = re.compile(r"[^\n]\x08")  # JupyterLab's fixBackspace
+
+
+def jupyterlab_streams(outputs: list) -> list:
+    """Consecutive same-name streams merged; backspaces, then carriage returns applied."""
+    merged: list = []
+    for o in outputs:
+        if (o["output_type"] == "stream" and merged and merged[-1]["output_type"] == "stream"
+                and merged[-1]["name"] == o["name"]):
+            merged[-1] = dict(merged[-1], text=merged[-1]["text"] + o["text"])
+        else:
+            merged.append(dict(o))
+    for o in merged:
+        if o["output_type"] == "stream":
+            text = o["text"]
+            while (shorter := _RGX_BACKSPACE.sub("", text)) != text:
+                text = shorter
+            o["text"] = _RGX_CARRIAGERETURN.sub("", text)
+    return merged
+
+
+def normalise(nb, reference: bool = False) -> list:
     out = []
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        outputs = nbformat.from_dict(cell.get("outputs", []))
+        outputs = cell.get("outputs", [])
+        outputs = nbformat.from_dict(jupyterlab_streams(outputs) if reference else outputs)
         text = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=outputs)]))
         text = re.sub(r"ipykernel_\d+/\d+\.py", "ipykernel_N/N.py", text)
         cell_json = nbformat.reads(text, as_version=4).cells[0]
@@ -89,7 +114,7 @@ def test_notebook_outputs_match_nbclient(mcp, shared_dirs):
     os.environ.update(IPYTHONDIR=str(ipython_dir), MPLCONFIGDIR=str(mpl_dir))
     try:
         nb = nbformat.read(str(reference), as_version=4)
-        NotebookClient(nb, kernel_name="python3", allow_errors=True, coalesce_streams=True,
+        NotebookClient(nb, kernel_name="python3", allow_errors=True,
                        record_timing=False, timeout=60,
                        resources={"metadata": {"path": str(reference.parent)}}).execute()
         nbformat.write(nb, str(reference))
@@ -100,7 +125,7 @@ def test_notebook_outputs_match_nbclient(mcp, shared_dirs):
             else:
                 os.environ[k] = v
 
-    expected = normalise(nbformat.read(str(reference), as_version=4))
+    expected = normalise(nbformat.read(str(reference), as_version=4), reference=True)
     got = normalise(mine)
     assert len(got) == len(expected) == len(CELLS)
     for g, e, src in zip(got, expected, CELLS):
@@ -109,3 +134,6 @@ def test_notebook_outputs_match_nbclient(mcp, shared_dirs):
     assert got[0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "step 30/30\n"}]
     assert got[2]["outputs"][0]["data"]["text/plain"] == "'second'"
     assert got[2]["outputs"][1]["data"]["text/html"] == "<b>v2</b>"
+    assert [(o["name"], o["text"]) for o in got[4]["outputs"]] == [
+        ("stdout", "out 0\n"), ("stderr", "err 0\n"), ("stdout", "out 1\n"), ("stderr", "err 1\n"),
+        ("stdout", "out 2\n"), ("stderr", "err 2\n"), ("stdout", "tail\n")]

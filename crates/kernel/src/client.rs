@@ -27,6 +27,9 @@ use crate::{KernelError, Result};
 type SendHalf = Connection<zeromq::DealerSendHalf>;
 
 /// Something that happened for one request.
+// Messages are the common case and `Died` comes once per request: boxing every message to
+// shrink the rare variant would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum KernelEvent {
     /// A message whose `parent_header.msg_id` is the request's id (any channel).
@@ -128,6 +131,10 @@ struct Inner {
     state: watch::Sender<String>,
     dead: watch::Sender<Option<String>>,
     unrouted: AtomicU64,
+    /// Messages that needed a lossy decode (invalid UTF-8, unreadable content).
+    lossy: AtomicU64,
+    /// Messages dropped because they could not be verified or routed at all.
+    dropped: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -188,6 +195,8 @@ impl KernelClient {
                 state,
                 dead,
                 unrouted: AtomicU64::new(0),
+                lossy: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
@@ -299,6 +308,26 @@ impl KernelClient {
         self.send_shell_with_id(req.into(), msg_id).await
     }
 
+    /// Sends a `kernel_info_request` on shell and waits for its reply. A kernel handles shell
+    /// requests in order and replies on one socket, so once this returns every reply to an
+    /// earlier shell request that the kernel will ever send has been routed. Used to settle a
+    /// request whose IOPub `status: idle` came without an `execute_reply` (ipykernel sends
+    /// none when a SIGINT lands before the cell starts). Errors when the kernel dies first.
+    pub async fn shell_barrier(&self) -> Result<()> {
+        let mut handle = self.send_shell(KernelInfoRequest {}.into()).await?;
+        loop {
+            match handle.next().await {
+                KernelEvent::Message(m) if m.msg_type == "kernel_info_reply" => return Ok(()),
+                KernelEvent::Message(_) => {}
+                KernelEvent::Died(reason) => {
+                    return Err(KernelError::Died {
+                        stderr_tail: vec![reason],
+                    })
+                }
+            }
+        }
+    }
+
     /// Answers an `input_request` (whose header is given) with `value`.
     pub async fn input_reply(&self, request_header: &Value, value: &str) -> Result<()> {
         let parent: Header = serde_json::from_value(request_header.clone()).map_err(|e| {
@@ -360,6 +389,18 @@ impl KernelClient {
     /// Count of IOPub/shell messages that named a parent we did not know.
     pub fn unrouted_messages(&self) -> u64 {
         self.inner.unrouted.load(Ordering::Relaxed)
+    }
+
+    /// Count of messages delivered after a lossy decode (bytes that are not UTF-8 became
+    /// U+FFFD, or an unreadable content object was replaced).
+    pub fn lossy_messages(&self) -> u64 {
+        self.inner.lossy.load(Ordering::Relaxed)
+    }
+
+    /// Count of messages dropped because their signature or header was invalid (each one is
+    /// logged at `warn`).
+    pub fn dropped_messages(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// The client session id (`header.session` of our requests).
@@ -492,17 +533,40 @@ async fn read_loop<S: zeromq::SocketRecv>(
             }
         };
         let Some(inner) = inner.upgrade() else { return };
-        // A bad signature or a malformed message must not end the loop: log and continue.
+        // A bad signature or a malformed message must not end the loop: log, count, continue.
         let raw = match RawMessage::from_multipart(frames, &conn.mac) {
             Ok(raw) => raw,
             Err(e) => {
-                tracing::warn!(?channel, "dropping an invalid kernel message: {e}");
+                let n = inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    ?channel,
+                    dropped = n,
+                    "dropping an invalid kernel message: {e}"
+                );
                 continue;
             }
         };
-        match WireMessage::from_raw(channel, &raw) {
-            Ok(msg) => inner.route(msg),
-            Err(e) => tracing::warn!(?channel, "dropping an unparsable kernel message: {e}"),
+        match WireMessage::decode(channel, &raw) {
+            Ok((msg, lossy)) => {
+                if lossy {
+                    let n = inner.lossy.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(
+                        ?channel,
+                        msg_type = %msg.msg_type,
+                        lossy = n,
+                        "a kernel message was not valid UTF-8 JSON; decoded lossily (U+FFFD)"
+                    );
+                }
+                inner.route(msg)
+            }
+            Err(e) => {
+                let n = inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    ?channel,
+                    dropped = n,
+                    "dropping an unroutable kernel message: {e}"
+                );
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`client`]: one [`KernelClient`] per kernel; IOPub, shell, stdin and control replies are
 //!   routed to the request that caused them by exact `parent_header.msg_id`.
 //! - [`wire`]: the raw message shape we keep (header/parent/content as JSON, losslessly).
+//! - [`ports`]: ports handed to kernels still starting, so that starts run in parallel.
 //! - [`orphans`]: bounded buffer for messages whose parent is not known yet.
 //! - [`process`]: PIDs, process start times, exit notification and signals.
 
@@ -13,7 +14,9 @@ pub mod client;
 pub mod error;
 pub mod launch;
 pub mod orphans;
+pub mod ports;
 pub mod process;
+pub mod sandbox;
 pub mod spec;
 pub mod start;
 pub mod wire;

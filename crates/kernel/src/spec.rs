@@ -93,11 +93,55 @@ pub fn search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// The modification times that tell whether installed kernelspecs changed: each searched
+/// `kernels` dir, each kernel dir in it and its `kernel.json` (stats only, no reads).
+fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let kernels = dir.join("kernels");
+        out.push((kernels.clone(), mtime(&kernels)));
+        if let Ok(entries) = std::fs::read_dir(&kernels) {
+            for entry in entries.flatten() {
+                let p = entry.path();
+                out.push((p.clone(), mtime(&p)));
+                let json = p.join("kernel.json");
+                out.push((json.clone(), mtime(&json)));
+            }
+        }
+    }
+    out
+}
+
+type SpecCache = Option<(
+    Vec<(PathBuf, Option<std::time::SystemTime>)>,
+    Vec<KernelSpec>,
+)>;
+static CACHE: std::sync::Mutex<SpecCache> = std::sync::Mutex::new(None);
+
 /// All installed kernelspecs, sorted by name; the first directory holding a name wins.
-/// Unreadable or invalid `kernel.json` files are skipped (logged at warn).
+/// Unreadable or invalid `kernel.json` files are skipped (logged at warn). The parsed list is
+/// cached and reused while no searched directory or `kernel.json` changed its mtime. Blocking.
 pub fn list_kernelspecs() -> Vec<KernelSpec> {
+    let dirs = search_dirs();
+    let print = fingerprint(&dirs);
+    if let Ok(cache) = CACHE.lock() {
+        if let Some((key, specs)) = cache.as_ref() {
+            if *key == print {
+                return specs.clone();
+            }
+        }
+    }
+    let specs = scan_kernelspecs(&dirs);
+    if let Ok(mut cache) = CACHE.lock() {
+        *cache = Some((print, specs.clone()));
+    }
+    specs
+}
+
+fn scan_kernelspecs(dirs: &[PathBuf]) -> Vec<KernelSpec> {
     let mut found: Vec<KernelSpec> = Vec::new();
-    for dir in search_dirs() {
+    for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir.join("kernels")) else {
             continue;
         };

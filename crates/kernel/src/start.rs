@@ -1,7 +1,8 @@
 //! Start a kernel and hand back a ready client: launch, connect once the kernel has bound its
 //! ports, then wait for readiness (kernel_info reply + IOPub idle). Launches in this process are
-//! serialised from port reservation until the kernel is connected, so two launches never hand the
-//! same freed port to two kernels.
+//! serialised only around port reservation and spawn; the ports stay claimed (see `ports`)
+//! until the kernel is connected, so two launches never hand the same freed port to two
+//! kernels, and a slow kernel does not hold up the others.
 
 use std::time::Duration;
 
@@ -31,8 +32,10 @@ pub async fn start_kernel(
     timeout: Duration,
 ) -> Result<StartedKernel> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let guard = LAUNCH_LOCK.lock().await;
-    let mut launched = launch(spec, opts).await?;
+    let mut launched = {
+        let _guard = LAUNCH_LOCK.lock().await;
+        launch(spec, opts).await?
+    };
     let client = loop {
         // A connect to a port nobody listens on yet may wait instead of failing: race each
         // attempt against the process exiting and a short timeout.
@@ -68,7 +71,8 @@ pub async fn start_kernel(
             }
         }
     };
-    drop(guard);
+    // Connected: the kernel has bound its ports.
+    launched.ports_claim = None;
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let ready = tokio::select! {
         r = client.wait_ready(remaining.max(Duration::from_secs(1))) => r,

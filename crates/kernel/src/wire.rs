@@ -34,21 +34,47 @@ pub struct WireMessage {
     pub header: Value,
     /// The content object, untouched.
     pub content: Value,
+    /// Binary buffers after the content frame (widget `comm_msg` data, for instance).
+    pub buffers: Vec<Vec<u8>>,
 }
 
 impl WireMessage {
     /// Parses the JSON frames of a verified raw message.
+    ///
+    /// Bytes that are not UTF-8 (Python's `surrogateescape` lets a kernel send them, e.g. a
+    /// file name with a `\xe9` byte in a traceback) become U+FFFD instead of failing the whole
+    /// message: a dropped `execute_reply` would leave its execution running forever. A content
+    /// frame that is still not JSON is replaced by an object naming the problem, so the
+    /// message is still routed by its header. Errors only when the header or parent header
+    /// cannot be read (then the message cannot be routed at all).
     pub fn from_raw(channel: Channel, raw: &RawMessage) -> Result<WireMessage, String> {
-        let frame = |i: usize| -> Result<Value, String> {
+        Ok(Self::decode(channel, raw)?.0)
+    }
+
+    /// Like [`WireMessage::from_raw`], also telling whether any frame needed a lossy decode
+    /// or a replacement content (so that the caller can count and log it).
+    pub fn decode(channel: Channel, raw: &RawMessage) -> Result<(WireMessage, bool), String> {
+        let mut lossy = false;
+        let mut frame = |i: usize| -> Result<Value, String> {
             let bytes = raw
                 .jparts
                 .get(i)
                 .ok_or_else(|| format!("missing frame {i}"))?;
-            serde_json::from_slice(bytes).map_err(|e| format!("frame {i} is not JSON: {e}"))
+            let text = String::from_utf8_lossy(bytes);
+            if matches!(text, std::borrow::Cow::Owned(_)) {
+                lossy = true;
+            }
+            serde_json::from_str(&text).map_err(|e| format!("frame {i} is not JSON: {e}"))
         };
         let header = frame(0)?;
         let parent = frame(1)?;
-        let content = frame(3)?;
+        let content = match frame(3) {
+            Ok(c) => c,
+            Err(e) => {
+                lossy = true;
+                serde_json::json!({ "jmcp_unreadable_content": e })
+            }
+        };
         let msg_id = header
             .get("msg_id")
             .and_then(Value::as_str)
@@ -64,14 +90,16 @@ impl WireMessage {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        Ok(WireMessage {
+        let msg = WireMessage {
             channel,
             msg_id,
             msg_type,
             parent_msg_id,
             header,
             content,
-        })
+            buffers: raw.jparts.iter().skip(4).map(|b| b.to_vec()).collect(),
+        };
+        Ok((msg, lossy))
     }
 
     /// `content.execution_state` of a `status` message.
@@ -129,6 +157,35 @@ mod tests {
         .unwrap();
         assert_eq!(m.parent_msg_id, None);
         assert_eq!(m.execution_state(), Some("starting"));
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_character() {
+        let mut r = raw(
+            r#"{"msg_id":"a","msg_type":"stream"}"#,
+            r#"{"msg_id":"p-1"}"#,
+            "",
+        );
+        r.jparts[3] = Bytes::from_static(b"{\"name\":\"stdout\",\"text\":\"a\xffb\"}");
+        let (m, lossy) = WireMessage::decode(Channel::IoPub, &r).unwrap();
+        assert!(lossy);
+        assert_eq!(m.content["text"], "a\u{fffd}b");
+    }
+
+    #[test]
+    fn unreadable_content_still_routes_by_header() {
+        let (m, lossy) = WireMessage::decode(
+            Channel::Shell,
+            &raw(
+                r#"{"msg_id":"a","msg_type":"execute_reply"}"#,
+                r#"{"msg_id":"p-1"}"#,
+                "{not json",
+            ),
+        )
+        .unwrap();
+        assert!(lossy);
+        assert_eq!(m.parent_msg_id.as_deref(), Some("p-1"));
+        assert!(m.content.get("jmcp_unreadable_content").is_some());
     }
 
     #[test]

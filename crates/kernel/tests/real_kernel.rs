@@ -25,6 +25,8 @@ impl Kernel {
         let opts = LaunchOptions {
             cwd: dir.path().to_path_buf(),
             runtime_dir: dir.path().join("kernels"),
+            hide: vec![],
+            hide_except: vec![],
         };
         let started = start_kernel(&spec, &opts, Duration::from_secs(60))
             .await
@@ -214,6 +216,8 @@ async fn a_kernel_that_cannot_start_reports_its_stderr() {
     let opts = LaunchOptions {
         cwd: dir.path().to_path_buf(),
         runtime_dir: dir.path().join("kernels"),
+        hide: vec![],
+        hide_except: vec![],
     };
     let err = start_kernel(&spec, &opts, Duration::from_secs(20))
         .await

@@ -75,6 +75,21 @@ pub enum NotebookError {
         path: PathBuf,
     },
 
+    /// The file is larger than the configured cap (`--max-notebook-bytes`); it was not read.
+    #[error(
+        "{} is {bytes} bytes, more than the {limit}-byte limit for notebooks; split or clear \
+         its outputs (e.g. `jupyter nbconvert --clear-output`), or raise --max-notebook-bytes",
+        path.display()
+    )]
+    TooLarge {
+        /// The notebook file.
+        path: PathBuf,
+        /// Its size (or the bytes read before giving up).
+        bytes: u64,
+        /// The cap in bytes.
+        limit: u64,
+    },
+
     /// A parse error (or other error) about the notebook stored at `path`.
     #[error("{}: {source}", path.display())]
     AtPath {
@@ -101,6 +116,7 @@ impl NotebookError {
         match self {
             NotebookError::Io { .. }
             | NotebookError::AlreadyExists { .. }
+            | NotebookError::TooLarge { .. }
             | NotebookError::AtPath { .. } => self,
             other => NotebookError::AtPath {
                 path: path.to_path_buf(),

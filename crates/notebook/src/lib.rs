@@ -14,12 +14,17 @@
 mod document;
 mod error;
 pub mod io;
+pub mod limit;
 mod lines;
 pub mod merge;
+pub mod nonfinite;
 mod parse;
 mod pyjson;
 
 pub use document::{Cell, CellType, Loaded, Notebook};
 pub use error::NotebookError;
-pub use io::{create_new, read_notebook, save, stamp_of, write_atomic, FileStamp, SaveOutcome};
+pub use io::{
+    create_new, create_new_at, read_notebook, read_notebook_at, save, save_at, stamp_of,
+    write_atomic, write_atomic_at, FileStamp, Location, SaveOutcome,
+};
 pub use merge::merge;

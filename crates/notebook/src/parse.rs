@@ -23,11 +23,15 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Loaded, NotebookError> {
         }
         None => bytes,
     };
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| NotebookError::InvalidJson {
-        line: e.line(),
-        column: e.column(),
-        message: strip_position(&e.to_string()),
-    })?;
+    let protected = crate::nonfinite::protect(bytes);
+    let value: Value =
+        serde_json::from_slice(protected.as_deref().unwrap_or(bytes)).map_err(|e| {
+            NotebookError::InvalidJson {
+                line: e.line(),
+                column: e.column(),
+                message: strip_position(&e.to_string()),
+            }
+        })?;
     let Value::Object(mut top) = value else {
         return Err(NotebookError::UnsupportedVersion {
             found: format!("the file holds {}, not a notebook object", kind(&value)),

@@ -237,3 +237,23 @@ fn ids_given_to_an_old_file_are_the_same_on_every_read() {
         "equal sources at different positions get different ids"
     );
 }
+
+/// Issue 8 item 13: every number survives a read and a write exactly (Python's `json`
+/// keeps `repr(float)`, which round-trips), and Python's bare `NaN`/`Infinity` tokens in
+/// metadata or outputs are read and written back as Python writes them.
+#[test]
+fn floats_and_non_finite_numbers_survive_read_and_write() {
+    let text = concat!(
+        "{\n \"cells\": [\n  {\n   \"cell_type\": \"code\",\n   \"execution_count\": 1,\n",
+        "   \"id\": \"c1\",\n   \"metadata\": {},\n   \"outputs\": [\n    {\n",
+        "     \"data\": {\n      \"application/json\": {\n       \"x\": 3.6040260791778564,\n",
+        "       \"y\": 0.30000000000000004\n      }\n     },\n     \"metadata\": {},\n",
+        "     \"output_type\": \"display_data\"\n    }\n   ],\n   \"source\": []\n  }\n ],\n",
+        " \"metadata\": {\n  \"a\": NaN,\n  \"b\": [\n   Infinity,\n   -Infinity,\n",
+        "   \"NaN\"\n  ],\n  \"c\": 2.2250738585072014e-308,\n  \"d\": 1.7976931348623157e+308,\n",
+        "  \"e\": 123456789.12345679\n },\n",
+        " \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"
+    );
+    let loaded = Notebook::parse(text.as_bytes()).expect("a notebook with NaN and exact floats");
+    assert_eq!(loaded.notebook.to_json(), text);
+}

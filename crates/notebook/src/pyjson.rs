@@ -5,7 +5,8 @@
 //!
 //! Differences from `serde_json::to_string_pretty` that matter for byte-identical files:
 //! one-space indentation, keys sorted by code point, and floats in Python's `repr` form
-//! (`1e-05`, `1e+16`, `100000.0`) rather than Rust's.
+//! (`1e-05`, `1e+16`, `100000.0`) rather than Rust's. Python's non-finite floats, held as
+//! sentinel strings (see [`crate::nonfinite`]), are written as `NaN`, `Infinity`, `-Infinity`.
 
 use serde_json::{Number, Value};
 use std::fmt::Write as _;
@@ -24,7 +25,10 @@ fn write_value(out: &mut String, value: &Value, level: usize) {
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
         Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => match crate::nonfinite::token_for(s) {
+            Some(token) => out.push_str(token),
+            None => write_str(out, s),
+        },
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Array(items) => {
             out.push('[');

@@ -1,13 +1,15 @@
 //! One cell's outputs built from IOPub messages exactly as nbclient 0.11 does
 //! (`NotebookClient.process_message`, `output`, `clear_output`,
 //! `_update_display_id`, `clear_display_id_mapping`) with nbformat 5.11's
-//! `output_from_msg`, followed at [`OutputAccumulator::finish`] by the
-//! `coalesce_streams=True` block (see [`crate::coalesce`]).
+//! `output_from_msg` (nbclient's default `coalesce_streams=False`), followed
+//! at [`OutputAccumulator::finish`] by JupyterLab's stream handling (see
+//! [`crate::coalesce`]).
 //!
-//! Deliberate differences, all for robustness or memory:
+//! Deliberate differences:
 //! - consecutive `stream` messages of the same name are appended to the same
-//!   output while accumulating (nbclient keeps one output per message until
-//!   the end); the coalesced result is identical;
+//!   output (nbclient keeps one output per message; JupyterLab merges them
+//!   and applies `\b`/`\r`, SPEC §4); streams never merge across another
+//!   output, so interleaved stdout/stderr keep their arrival order;
 //! - malformed messages are ignored instead of raising (see [`output_from_msg`]);
 //! - display-id indices are remapped through coalescing in [`Finished`]
 //!   (nbclient keeps pre-coalescing indices, which later cells then apply to
@@ -234,6 +236,32 @@ impl OutputAccumulator {
         &self.display_ids
     }
 
+    /// Replaces `outputs[range]` by `with` and returns the removed outputs, keeping display
+    /// ids right (indices inside the range are dropped, later ones shift). For bounding
+    /// memory: the caller keeps the removed outputs elsewhere (e.g. spilled to a file) and
+    /// puts a marker in their place. A range past the end is clamped.
+    pub fn replace_range(&mut self, range: std::ops::Range<usize>, with: Vec<Value>) -> Vec<Value> {
+        let end = range.end.min(self.outputs.len());
+        let start = range.start.min(end);
+        let added = with.len();
+        let removed: Vec<Value> = self.outputs.splice(start..end, with).collect();
+        let n = removed.len();
+        for indices in self.display_ids.values_mut() {
+            indices.retain(|&i| i < start || i >= end);
+            for i in indices.iter_mut() {
+                if *i >= end {
+                    *i = *i - n + added;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The last output, to change in place (e.g. cut a huge stream text); indices stay valid.
+    pub fn last_output_mut(&mut self) -> Option<&mut Value> {
+        self.outputs.last_mut()
+    }
+
     /// Whether a `clear_output(wait=True)` is waiting for the next output.
     /// nbclient drops a still-pending clear at the end of the cell.
     pub fn clear_pending(&self) -> bool {
@@ -245,7 +273,7 @@ impl OutputAccumulator {
         self.messages
     }
 
-    /// Ends the cell: nbclient's `coalesce_streams` processing, with display
+    /// Ends the cell: stream processing ([`coalesce_streams`]), with display
     /// ids remapped to the coalesced indices (deduplicated, in order).
     pub fn finish(self) -> Finished {
         let coalesced = coalesce_streams(self.outputs);

@@ -1,98 +1,100 @@
-//! nbclient's end-of-cell stream coalescing (`coalesce_streams=True`), from
-//! the block at the end of `NotebookClient.async_execute_cell` in nbclient
-//! 0.11 `client.py`:
+//! End-of-cell stream processing, as JupyterLab keeps stream outputs (SPEC §4):
 //!
-//! 1. every `stream` output is merged (text appended) into the FIRST stream
-//!    output of the same `name`, wherever it is in the cell; other outputs keep
-//!    their relative order;
-//! 2. the `\b` pass is a no-op: nbclient's loop
-//!    `old = text; while len(text) < len(old): ...` starts with equal lengths
-//!    and never runs, so backspaces are kept verbatim;
-//! 3. `_RGX_CARRIAGERETURN = r".*\r(?=[^\n])"` is removed from each merged
-//!    stream ([`apply_carriage_returns`]);
-//! 4. a `stderr` stream immediately followed by a `stdout` stream is swapped
-//!    so stdout comes first (nbclient's in-place `pop`/`insert` during
-//!    `enumerate`, replicated step by step).
+//! 1. CONSECUTIVE `stream` outputs of the same `name` are merged (text
+//!    appended) into one output; a stream never merges across another output,
+//!    so stdout and stderr that interleave stay interleaved in arrival order.
+//!    (nbclient's optional `coalesce_streams=True` merges every stream into the
+//!    first of its name and moves stdout before stderr; that loses the order
+//!    and is deliberately not copied. With its default, nbclient keeps one
+//!    output per message; merging consecutive ones is what JupyterLab shows
+//!    and saves.)
+//! 2. backspaces are applied to each merged stream ([`apply_backspaces`]:
+//!    a character other than `\n` followed by `\b` is removed, repeatedly);
+//! 3. `.*\r(?=[^\n])` (nbclient's `_RGX_CARRIAGERETURN`) is removed from each
+//!    merged stream ([`apply_carriage_returns`]).
 
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// Result of [`coalesce_streams`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Coalesced {
-    /// The coalesced outputs, as nbclient leaves `cell.outputs`.
+    /// The outputs with consecutive streams merged and stream text processed.
     pub outputs: Vec<Value>,
     /// `index_map[i]` is the index in `outputs` that input output `i` ended up
     /// in (a merged stream maps to the stream it was merged into).
     pub index_map: Vec<usize>,
 }
 
-/// Applies nbclient's coalescing (see the module docs) to one cell's outputs.
+/// Applies the end-of-cell stream processing (see the module docs) to one
+/// cell's outputs.
 ///
 /// Input outputs are nbformat output dicts. Stream `text` given as an array of
 /// strings (nbformat's on-disk multiline form) is joined first; a stream whose
 /// `name` or `text` is neither is left alone as if it were not a stream.
+/// Non-stream outputs are untouched and keep their positions relative to the
+/// streams.
 pub fn coalesce_streams(outputs: Vec<Value>) -> Coalesced {
     let mut slots: Vec<Value> = Vec::with_capacity(outputs.len());
     let mut index_map = Vec::with_capacity(outputs.len());
-    let mut streams: HashMap<String, usize> = HashMap::new();
+    // Name of the stream in the last slot, if the last slot is a stream.
+    let mut last_stream: Option<String> = None;
     for mut output in outputs {
         let name = stream_name(&output).map(str::to_owned);
         let Some((name, text)) = name.and_then(|n| take_text(&mut output).map(|t| (n, t))) else {
             index_map.push(slots.len());
             slots.push(output);
+            last_stream = None;
             continue;
         };
-        if let Some(&first) = streams.get(&name) {
-            if let Some(Value::String(existing)) = slots[first].get_mut("text") {
+        if last_stream.as_deref() == Some(name.as_str()) {
+            let last = slots.len() - 1;
+            if let Some(Value::String(existing)) = slots[last].get_mut("text") {
                 existing.push_str(&text);
             }
-            index_map.push(first);
+            index_map.push(last);
         } else {
             if let Some(obj) = output.as_object_mut() {
                 obj.insert("text".to_owned(), Value::String(text));
             }
-            streams.insert(name, slots.len());
             index_map.push(slots.len());
             slots.push(output);
+            last_stream = Some(name);
         }
     }
 
-    for &i in streams.values() {
-        if let Some(Value::String(text)) = slots[i].get_mut("text") {
+    for slot in &mut slots {
+        if stream_name(slot).is_none() {
+            continue;
+        }
+        if let Some(Value::String(text)) = slot.get_mut("text") {
+            if text.contains('\u{8}') {
+                *text = apply_backspaces(text);
+            }
             if text.contains('\r') {
                 *text = apply_carriage_returns(text);
             }
         }
     }
-
-    // stderr/stdout reordering, simulating Python's list iterator over a list
-    // mutated in place (pop(i + 1) then insert(i, ..) is a swap).
-    let mut position: Vec<usize> = (0..slots.len()).collect(); // slot -> position
-    let mut i = 0;
-    while i < slots.len() {
-        if is_stream_named(&slots[i], "stderr")
-            && i + 1 < slots.len()
-            && is_stream_named(&slots[i + 1], "stdout")
-        {
-            slots.swap(i, i + 1);
-            for p in position.iter_mut() {
-                if *p == i {
-                    *p = i + 1;
-                } else if *p == i + 1 {
-                    *p = i;
-                }
-            }
-        }
-        i += 1;
-    }
-    for idx in index_map.iter_mut() {
-        *idx = position[*idx];
-    }
     Coalesced {
         outputs: slots,
         index_map,
     }
+}
+
+/// Removes every character other than `\n` that is directly followed by a
+/// backspace (`\u{8}`), until none is left: the fixed point of JupyterLab's
+/// `txt.replace(/[^\n]\x08/gm, '')` loop. A backspace at the start of the
+/// text or of a line stays. Example: `"ab\u{8}\u{8}c"` -> `"c"`.
+pub fn apply_backspaces(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\u{8}' && out.chars().next_back().is_some_and(|last| last != '\n') {
+            out.pop();
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Removes every match of nbclient's `_RGX_CARRIAGERETURN` (`.*\r(?=[^\n])`,
@@ -124,10 +126,6 @@ fn stream_name(output: &Value) -> Option<&str> {
         return None;
     }
     output.get("name").and_then(Value::as_str)
-}
-
-fn is_stream_named(output: &Value, name: &str) -> bool {
-    stream_name(output) == Some(name)
 }
 
 /// Takes the stream text out as one string (joining a list of strings);
@@ -185,11 +183,11 @@ mod tests {
     }
 
     #[test]
-    fn merges_into_first_stream_of_same_name() {
+    fn merges_only_consecutive_streams_of_same_name() {
         check(
             vec![stream("stdout", "a\n"), display(1), stream("stdout", "b\n")],
-            vec![stream("stdout", "a\nb\n"), display(1)],
-            &[0, 1, 0],
+            vec![stream("stdout", "a\n"), display(1), stream("stdout", "b\n")],
+            &[0, 1, 2],
         );
         check(
             vec![
@@ -202,46 +200,43 @@ mod tests {
     }
 
     #[test]
-    fn backspaces_are_kept_like_nbclient() {
-        check(
-            vec![stream("stdout", "ab\u{8}c\n")],
-            vec![stream("stdout", "ab\u{8}c\n")],
-            &[0],
-        );
-    }
-
-    #[test]
-    fn stderr_then_stdout_is_swapped() {
+    fn interleaved_stdout_and_stderr_keep_arrival_order() {
+        // Issue 8 item 14: nbclient's coalesce_streams=True gave
+        // [stdout "Combo breaker!", stderr "Bar!Foo!"].
         check(
             vec![
-                stream("stderr", "e"),
-                stream("stdout", "o"),
-                stream("stderr", "f"),
+                stream("stderr", "Bar!\n"),
+                stream("stdout", "Combo breaker!\n"),
+                stream("stderr", "Foo!\n"),
             ],
-            vec![stream("stdout", "o"), stream("stderr", "ef")],
-            &[1, 0, 1],
-        );
-        // Not adjacent after merging: no swap.
-        check(
-            vec![stream("stderr", "e"), display(1), stream("stdout", "o")],
-            vec![stream("stderr", "e"), display(1), stream("stdout", "o")],
+            vec![
+                stream("stderr", "Bar!\n"),
+                stream("stdout", "Combo breaker!\n"),
+                stream("stderr", "Foo!\n"),
+            ],
             &[0, 1, 2],
         );
         check(
             vec![
-                display(1),
                 stream("stderr", "e"),
+                stream("stderr", "f"),
                 stream("stdout", "o"),
-                display(2),
             ],
-            vec![
-                display(1),
-                stream("stdout", "o"),
-                stream("stderr", "e"),
-                display(2),
-            ],
-            &[0, 2, 1, 3],
+            vec![stream("stderr", "ef"), stream("stdout", "o")],
+            &[0, 0, 1],
         );
+    }
+
+    #[test]
+    fn backspaces_are_applied() {
+        check(
+            vec![stream("stdout", "ab\u{8}c\n\u{8}x\u{8}\u{8}")],
+            vec![stream("stdout", "ac\n")],
+            &[0],
+        );
+        assert_eq!(apply_backspaces("ab\u{8}\u{8}c"), "c");
+        assert_eq!(apply_backspaces("\u{8}\u{8}"), "");
+        assert_eq!(apply_backspaces("a\n\u{8}"), "a\n\u{8}");
     }
 
     #[test]
@@ -249,11 +244,11 @@ mod tests {
         check(
             vec![
                 stream("stdout", "xx"),
-                display(1),
                 stream("stdout", "a\rb\n"),
+                display(1),
             ],
             vec![stream("stdout", "b\n"), display(1)],
-            &[0, 1, 0],
+            &[0, 0, 1],
         );
     }
 }

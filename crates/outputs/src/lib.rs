@@ -12,7 +12,7 @@ pub mod render;
 mod text;
 
 pub use accumulate::{apply_display_update, output_from_msg, Applied, Finished, OutputAccumulator};
-pub use coalesce::{apply_carriage_returns, coalesce_streams, Coalesced};
+pub use coalesce::{apply_backspaces, apply_carriage_returns, coalesce_streams, Coalesced};
 pub use render::{
     bound_text, count_lines, cut_points, describe, format_size, full_text, group_digits, multiline,
     render, render_with, strip_ansi, AssetLink, AssetRef, AssetSink, ErrorInfo, ImageContent,

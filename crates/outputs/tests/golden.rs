@@ -1,7 +1,8 @@
 //! Golden test against nbclient itself: the same recorded IOPub message lists
 //! go through `tests/nbclient_golden.py` (nbclient 0.11's real
-//! `NotebookClient.execute_cell` with `coalesce_streams=True` and a fake
-//! kernel client) and through [`OutputAccumulator`]; outputs (values AND key
+//! `NotebookClient.execute_cell` with its defaults and a fake kernel client,
+//! then consecutive streams merged as JupyterLab does) and through
+//! [`OutputAccumulator`]; outputs (values AND key
 //! order) and execution counts must match. Skipped (prints "skipped") when
 //! the project's `.venv/bin/python` (made by scripts/setup.sh) does not exist.
 
@@ -133,6 +134,13 @@ fn scenarios() -> Vec<Vec<Cell>> {
             display("d", None),
             stream("stdout", "o"),
         ]],
+        // Issue 8 item 14: interleaved streams keep their arrival order.
+        vec![vec![
+            stream("stderr", "Bar!\n"),
+            stream("stdout", "Combo breaker!\n"),
+            stream("stderr", "Foo!\n"),
+        ]],
+        vec![vec![stream("stdout", "ab\u{8}\u{8}c\n\u{8}x\u{8}")]],
         vec![
             vec![display("first", Some("X")), result(1, "r", Some("R"))],
             vec![

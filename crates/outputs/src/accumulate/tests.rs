@@ -318,13 +318,13 @@ fn carriage_returns_and_backspaces() {
     );
     check(
         &[stream("stdout", "ab\u{8}c\r\n"), stream("stdout", "x\r")],
-        json!([out_stream("stdout", "ab\u{8}c\r\nx\r")]),
+        json!([out_stream("stdout", "ac\r\nx\r")]),
         None,
     );
 }
 
 #[test]
-fn streams_coalesce_across_other_outputs_and_reorder() {
+fn streams_keep_arrival_order_across_other_outputs() {
     check(
         &[
             stream("stderr", "warn\n"),
@@ -334,9 +334,11 @@ fn streams_coalesce_across_other_outputs_and_reorder() {
             stream("stderr", "warn2\n"),
         ],
         json!([
-            out_stream("stdout", "a\nb\n"),
-            out_stream("stderr", "warn\nwarn2\n"),
-            out_display("d", json!({}))
+            out_stream("stderr", "warn\n"),
+            out_stream("stdout", "a\n"),
+            out_display("d", json!({})),
+            out_stream("stdout", "b\n"),
+            out_stream("stderr", "warn2\n"),
         ]),
         None,
     );
@@ -353,7 +355,7 @@ fn display_ids_are_remapped_through_coalescing() {
     ]);
     assert_eq!(acc.display_ids().get("D"), Some(&vec![3]));
     let finished = acc.finish();
-    assert_eq!(finished.display_ids.get("D"), Some(&vec![2]));
+    assert_eq!(finished.display_ids.get("D"), Some(&vec![3]));
     // A later cell's update is applied to this cell by the caller.
     let mut outputs = finished.outputs;
     let mut later = OutputAccumulator::new();
@@ -370,8 +372,8 @@ fn display_ids_are_remapped_through_coalescing() {
             }
         }
     }
-    assert_eq!(outputs[2], out_display("new", json!({"u": 1})));
-    assert_eq!(outputs[0], out_stream("stderr", "e\nf\n"));
+    assert_eq!(outputs[3], out_display("new", json!({"u": 1})));
+    assert_eq!(outputs[0], out_stream("stderr", "e\n"));
     assert!(later.outputs().is_empty());
 }
 
