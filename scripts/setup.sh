@@ -5,10 +5,12 @@
 #      matches the requirements (and the interpreter) it was installed from
 #   3. check that ipykernel's wheel put the python3 kernelspec into
 #      .venv/share/jupyter/kernels/python3 (repairs it if not)
-#   4. cargo build --release --locked (without --locked when there is no Cargo.lock)
+#   4. npm ci in tests/ts (the official TypeScript MCP SDK clients of tests/e2e/test_clients.py),
+#      skipped while tests/ts/node_modules/.lock.sha256 matches package-lock.json
+#   5. cargo build --release --locked (without --locked when there is no Cargo.lock)
 # One line per step on stdout; tools' own output only when they fail.
 # Environment: PYTHON (default python3) picks the interpreter for a new venv;
-# SETUP_SKIP_CARGO=1 skips step 4 (Python-only use, e.g. the raw half of the bench).
+# SETUP_SKIP_CARGO=1 skips step 5 (Python-only use, e.g. the raw half of the bench).
 # Exports nothing: scripts source scripts/env.sh afterwards.
 set -euo pipefail
 
@@ -77,7 +79,20 @@ else
     [[ -f "$BSPEC" ]] || die "bash_kernel.install did not create $BSPEC"
 fi
 
-# 4. the server binary
+# 4. TypeScript MCP SDK clients (node 20 + npm from Debian: apt-get install nodejs npm)
+TS_DIR="$REPO_ROOT/tests/ts"
+TS_STAMP="$TS_DIR/node_modules/.lock.sha256"
+ts_want="$(sha256sum "$TS_DIR/package-lock.json" | cut -d' ' -f1)"
+if [[ -f "$TS_STAMP" && "$(cat "$TS_STAMP")" == "$ts_want" ]]; then
+    step "npm: tests/ts already installed (stamp matches package-lock.json)"
+else
+    command -v npm >/dev/null 2>&1 || die "npm not found; install node 20 and npm (apt-get install nodejs npm)"
+    step "npm: ci in tests/ts (TypeScript MCP SDK 1.32.2 and 1.12.3)"
+    (cd "$TS_DIR" && quiet npm ci --no-audit --no-fund)
+    printf '%s\n' "$ts_want" >"$TS_STAMP"
+fi
+
+# 5. the server binary
 if [[ "${SETUP_SKIP_CARGO:-0}" == "1" ]]; then
     step "cargo: skipped (SETUP_SKIP_CARGO=1)"
 else

@@ -128,7 +128,8 @@ pub struct RunArgs {
     /// Per-cell time limit in seconds (default: none). A cell over it is interrupted.
     #[arg(long, value_parser = seconds::seconds)]
     pub timeout: Option<f64>,
-    /// Kernel to use when the notebook names none (default python3).
+    /// Kernel to run the notebook with, overriding the kernelspec its metadata names
+    /// (default: the notebook's own, else python3).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Keep going after a cell raises (like nbclient's allow_errors).

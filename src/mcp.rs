@@ -16,26 +16,31 @@ macro_rules! tool_try {
     };
 }
 
+mod arguments;
 mod budget;
+mod frames;
 mod params;
 mod resources;
 mod results;
 mod server;
+mod session;
 mod tasks;
 mod tools_assets;
 mod tools_checkpoint;
 mod tools_exec;
 mod tools_kernel;
 mod tools_notebook;
+mod transport;
 
 pub use server::JupyterMcp;
 
 use crate::engine::Engine;
 
 /// Serves MCP over stdin/stdout until the client disconnects. Logs go to stderr.
-/// MCP tasks (2025-11-25) are served by the `tasks` layer in front of rmcp.
+/// A layer in front of rmcp (`transport`) answers malformed input, MCP tasks (2025-11-25)
+/// and revision differences.
 pub async fn serve_stdio(engine: Engine) -> anyhow::Result<()> {
-    tasks::serve(
+    transport::serve(
         JupyterMcp::new(engine),
         tokio::io::stdin(),
         tokio::io::stdout(),

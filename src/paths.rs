@@ -81,11 +81,11 @@ pub enum PathError {
     #[error("'{path}' is {what}, not a notebook file: a notebook must be a regular .ipynb file; choose another name")]
     NotRegular { path: String, what: &'static str },
     /// The root itself cannot be resolved.
-    #[error("the notebook root {root} cannot be used: {source}")]
+    #[error("the notebook root {root} cannot be used: {reason}; create the folder or pass an existing one with --root")]
     Root {
         root: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Why (not a `source`, so the message does not repeat it in a cause chain).
+        reason: std::io::Error,
     },
 }
 
@@ -99,9 +99,9 @@ pub struct Root {
 impl Root {
     /// Canonicalizes `dir` (which must exist) and opens it.
     pub fn new(dir: &Path) -> Result<Root, PathError> {
-        let err = |source| PathError::Root {
+        let err = |reason| PathError::Root {
             root: dir.to_path_buf(),
-            source,
+            reason,
         };
         let canonical = dir.canonicalize().map_err(err)?;
         let fd = open_root(&canonical).map_err(err)?;

@@ -149,7 +149,12 @@ async fn execute(
         return Ok(0);
     }
     if let Err(e) = engine.start_kernel(path, args.kernel.as_deref()).await {
-        eprintln!("error: cannot run {}: {e}", path.rel);
+        let hint = if e.to_string().contains("is not installed") && args.kernel.is_none() {
+            "\nhint: run it with another installed kernel: --kernel NAME (see `jupyter kernelspec list`)"
+        } else {
+            ""
+        };
+        eprintln!("error: cannot run {}: {e}{hint}", path.rel);
         return Ok(EXIT_SETUP_ERROR);
     }
     let ids = engine.submit(path, items, true, !args.allow_errors).await?;

@@ -73,6 +73,15 @@ pub fn answer(run: &InternalRun, what: &str) -> Result<Value, CheckpointError> {
         .rfind(MARKER)
         .map(|i| run.stdout[i..].lines().next().unwrap_or(""));
     let Some(line) = line else {
+        if run
+            .error_summary()
+            .is_some_and(|e| e.starts_with("KeyboardInterrupt"))
+        {
+            return Err(CheckpointError::Kernel(format!(
+                "the kernel was interrupted before it could {what} (interrupt_kernel, a \
+                 cancellation or a restart arrived meanwhile) and did not finish: try again"
+            )));
+        }
         let why = run
             .error_summary()
             .or_else(|| run.stderr.lines().last().map(str::to_string))

@@ -52,7 +52,7 @@ impl Engine {
                     p.abs.display()
                 ))
             })?;
-            create_new_at(&loc, &nb).map_err(|e| notebook_ops::create_error(e, &p.rel))
+            create_new_at(&loc, &nb).map_err(|e| notebook_ops::create_error(e, &p.rel, &p.abs))
         })
         .await?;
         Ok(ids)

@@ -249,6 +249,23 @@ impl Engine {
             .filter_map(|s| s.kernel.lock().ok().and_then(|mut k| k.take()))
             .collect();
         futures::future::join_all(kernels.iter().map(|k| session::stop_kernel(k))).await;
+        // Record the stop now: the process exits before the kernels' watchers would, and the
+        // next start must not report these kernels as having died.
+        let ids: Vec<String> = kernels.iter().map(|k| k.session_id.clone()).collect();
+        let _ = self
+            .store()
+            .call(move |c| {
+                for id in &ids {
+                    store::sessions::end_session(
+                        c,
+                        id,
+                        "shutdown",
+                        "stopped when the server exited (--stop-kernels-on-exit)",
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
     }
 }
 

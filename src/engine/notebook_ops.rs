@@ -116,9 +116,15 @@ pub fn new_cell(nb: &Notebook, cell_type: CellType, source: &str) -> Cell {
     Cell::new(cell_type, source, nb.new_cell_id())
 }
 
-/// Maps "file exists" into a helpful error for create_notebook.
-pub fn create_error(e: NotebookError, rel: &str) -> EngineError {
+/// Maps "file exists" into a helpful error for create_notebook (a dangling symlink "exists"
+/// for `O_EXCL` but not for readers, so it gets its own message).
+pub fn create_error(e: NotebookError, rel: &str, abs: &std::path::Path) -> EngineError {
+    let dangling = abs.symlink_metadata().is_ok() && !abs.exists();
     match e {
+        NotebookError::AlreadyExists { .. } if dangling => EngineError::InvalidArgument(format!(
+            "'{rel}' is a symbolic link to a file that does not exist, so no notebook can be \
+             created there: remove the link or choose another path"
+        )),
         NotebookError::AlreadyExists { .. } => EngineError::InvalidArgument(format!(
             "notebook '{rel}' already exists: read it with read_notebook or choose another path"
         )),

@@ -257,7 +257,7 @@ impl Engine {
             .and_then(|mut n| n.take())
             .map(|why| {
                 format!(
-                    "The previous kernel of this notebook died ({}). A fresh kernel was started: \
+                    "The previous kernel of this notebook is gone: {}. A fresh kernel was started: \
                  variables and imports from before are gone; re-run the cells you need.",
                     why.lines().next().unwrap_or("")
                 )

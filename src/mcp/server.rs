@@ -53,6 +53,14 @@ impl JupyterMcp {
         notebook.map(|n| self.path(n).map(|p| p.rel)).transpose()
     }
 
+    /// The input schema of the tool called `name`, if there is one.
+    pub(crate) fn input_schema(
+        &self,
+        name: &str,
+    ) -> Option<std::sync::Arc<rmcp::model::JsonObject>> {
+        self.tool_router.get(name).map(|t| t.input_schema.clone())
+    }
+
     /// Bound on text per cell.
     pub(crate) fn max_text(&self) -> usize {
         self.engine.config().max_text_bytes

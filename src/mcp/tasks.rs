@@ -11,20 +11,16 @@
 //! `capabilities.tasks` and its `tools/list` result marks the three tools
 //! `execution.taskSupport: "optional"`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::sync::mpsc;
 
 use super::params::{ExecuteCellArgs, ExecuteCodeArgs, RunAllArgs};
 use super::server::JupyterMcp;
+use super::session::TASK_TOOLS;
 use super::tools_exec::Progress;
 use crate::store::{self, ExecutionRecord, Status};
 
-const TASK_TOOLS: [&str; 3] = ["execute_cell", "execute_code", "run_all_cells"];
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// Suggested polling interval for clients, in milliseconds.
 const POLL_INTERVAL_MS: u64 = 1000;
@@ -45,102 +41,17 @@ fn result_wait(now: Instant) -> (Instant, Option<tokio::sync::SemaphorePermit<'s
     }
 }
 
-/// What rmcp's answer to a request needs rewritten.
-#[derive(Clone, Copy)]
-enum Rewrite {
-    Initialize,
-    ToolsList,
-}
-
-/// Serves `service` over the given byte streams with the task layer in front of rmcp.
-/// Returns when the input ends (the client disconnected).
-pub async fn serve<R, W>(service: JupyterMcp, input: R, output: W) -> anyhow::Result<()>
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use rmcp::ServiceExt as _;
-    let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let (rmcp_in, rmcp_out) = tokio::io::split(theirs);
-    let (from_rmcp, mut to_rmcp) = tokio::io::split(ours);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-    let rewrites: Arc<Mutex<HashMap<String, Rewrite>>> = Arc::default();
-
-    // The only writer of the output: whole lines, in the order they were produced.
-    let writer = tokio::spawn(async move {
-        let mut output = output;
-        while let Some(line) = out_rx.recv().await {
-            if output.write_all(line.as_bytes()).await.is_err()
-                || output.write_all(b"\n").await.is_err()
-                || output.flush().await.is_err()
-            {
-                break;
-            }
-        }
-    });
-    // rmcp's output -> client, with the two rewrites.
-    let (tx, rw) = (out_tx.clone(), rewrites.clone());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(from_rmcp).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(rewrite_response(&rw, line));
-        }
-    });
-    // client -> rmcp, or answered here.
-    let (tx, rw, svc) = (out_tx.clone(), rewrites.clone(), service.clone());
-    let reader = tokio::spawn(async move {
-        let mut lines = BufReader::new(input).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            match intercept(&line, &rw) {
-                Some(request) => {
-                    let (tx, svc) = (tx.clone(), svc.clone());
-                    tokio::spawn(async move {
-                        let reply = answer(&svc, request).await;
-                        let _ = tx.send(reply.to_string());
-                    });
-                }
-                None => {
-                    if to_rmcp.write_all(line.as_bytes()).await.is_err()
-                        || to_rmcp.write_all(b"\n").await.is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        }
-        // Client gone: closing rmcp's input ends the service.
-        let _ = to_rmcp.shutdown().await;
-    });
-    drop(out_tx);
-    let running = service
-        .serve((rmcp_in, rmcp_out))
-        .await
-        .map_err(|e| anyhow::anyhow!("MCP initialization failed: {e}"))?;
-    running.waiting().await?;
-    reader.abort();
-    let _ = writer.await;
-    Ok(())
-}
-
 /// A request this layer answers.
-struct Request {
-    id: Value,
-    method: String,
-    params: Value,
+pub(super) struct Request {
+    pub(super) id: Value,
+    pub(super) method: String,
+    pub(super) params: Value,
 }
 
-/// Decides whether a client message is answered here; remembers requests whose responses
-/// need rewriting.
-fn intercept(line: &str, rewrites: &Mutex<HashMap<String, Rewrite>>) -> Option<Request> {
-    // Fast path: most messages are neither task-related nor responses we rewrite; skip parsing.
-    if !line.contains("task") && !line.contains("initialize") && !line.contains("tools/list") {
-        return None;
-    }
-    let msg: Value = serde_json::from_str(line).ok()?;
-    let method = msg.get("method")?.as_str()?;
-    let id = msg.get("id")?.clone();
-    let params = msg.get("params").cloned().unwrap_or(Value::Null);
-    let ours = match method {
+/// Whether a client request (of a 2025-11-25 session) is answered here rather than by rmcp:
+/// `tasks/*`, and task-augmented calls of the task tools.
+pub(super) fn is_ours(method: &str, params: &Value) -> bool {
+    match method {
         "tasks/get" | "tasks/result" | "tasks/list" | "tasks/cancel" => true,
         "tools/call" => {
             params.get("task").is_some_and(Value::is_object)
@@ -149,70 +60,12 @@ fn intercept(line: &str, rewrites: &Mutex<HashMap<String, Rewrite>>) -> Option<R
                     .and_then(Value::as_str)
                     .is_some_and(|n| TASK_TOOLS.contains(&n))
         }
-        "initialize" | "tools/list" => {
-            if let Ok(mut r) = rewrites.lock() {
-                let kind = if method == "initialize" {
-                    Rewrite::Initialize
-                } else {
-                    Rewrite::ToolsList
-                };
-                r.insert(id.to_string(), kind);
-            }
-            false
-        }
         _ => false,
-    };
-    ours.then(|| Request {
-        id,
-        method: method.to_string(),
-        params,
-    })
-}
-
-fn rewrite_response(rewrites: &Mutex<HashMap<String, Rewrite>>, line: String) -> String {
-    if rewrites.lock().map(|r| r.is_empty()).unwrap_or(true) {
-        return line;
     }
-    let Ok(mut msg) = serde_json::from_str::<Value>(&line) else {
-        return line;
-    };
-    let Some(id) = msg.get("id").map(Value::to_string) else {
-        return line;
-    };
-    let Some(kind) = rewrites.lock().ok().and_then(|mut r| r.remove(&id)) else {
-        return line;
-    };
-    let Some(result) = msg.get_mut("result").and_then(Value::as_object_mut) else {
-        return line;
-    };
-    match kind {
-        Rewrite::Initialize => {
-            if let Some(caps) = result
-                .get_mut("capabilities")
-                .and_then(Value::as_object_mut)
-            {
-                caps.insert(
-                    "tasks".into(),
-                    json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}),
-                );
-            }
-        }
-        Rewrite::ToolsList => {
-            if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
-                for tool in tools {
-                    let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
-                    if TASK_TOOLS.contains(&name) {
-                        tool["execution"] = json!({"taskSupport": "optional"});
-                    }
-                }
-            }
-        }
-    }
-    msg.to_string()
 }
 
 /// Answers one intercepted request with a JSON-RPC response.
-async fn answer(svc: &JupyterMcp, req: Request) -> Value {
+pub(super) async fn answer(svc: &JupyterMcp, req: Request) -> Value {
     let result = match req.method.as_str() {
         "tools/call" => create_task(svc, &req.params).await,
         "tasks/get" => match task_id(&req.params) {
@@ -314,6 +167,15 @@ async fn records(svc: &JupyterMcp, id: &str) -> Result<Vec<ExecutionRecord>, (i6
     }
 }
 
+/// Tasks cancelled in this process whose interrupt the kernel may not have confirmed yet:
+/// they are `cancelled` from the cancel response on (the execution is marked interrupted and
+/// settles as such; after a restart, recovery settles it the same way).
+fn cancelled() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static CANCELLED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    CANCELLED.get_or_init(Default::default)
+}
+
 /// The task (spec "Task" object) for an execution id.
 async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
@@ -327,13 +189,24 @@ async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
             "input_required",
             "waiting for input(): answer with send_input".to_string(),
         )
+    } else if unfinished > 0 && cancelled().lock().is_ok_and(|c| c.contains(id)) {
+        (
+            "cancelled",
+            "cancelled; the kernel is still confirming the interrupt".to_string(),
+        )
     } else if unfinished > 0 {
         (
             "working",
             format!("{unfinished} of {} execution(s) not finished", recs.len()),
         )
-    } else if recs.iter().all(|r| r.status == Status::Cancelled) {
-        ("cancelled", "cancelled".to_string())
+    } else if !recs.iter().any(|r| r.status == Status::Failed)
+        && recs
+            .iter()
+            .any(|r| matches!(r.status, Status::Cancelled | Status::Interrupted))
+    {
+        // Stopped on request (tasks/cancel, cancel_execution, interrupt_kernel) before it
+        // could complete; a run stopped by its own error is "completed" with that error.
+        ("cancelled", "cancelled before it completed".to_string())
     } else {
         let failed = recs
             .iter()
@@ -382,14 +255,34 @@ async fn task_result(svc: &JupyterMcp, id: &str) -> RpcResult {
     Ok(value)
 }
 
+/// `tasks/cancel` (2025-11-25): a working task is cancelled (queued executions removed, the
+/// running one interrupted) and answered `cancelled`; a finished one is an error (-32602).
 async fn cancel_task(svc: &JupyterMcp, id: &str) -> RpcResult {
-    for rec in records(svc, id).await? {
-        if !rec.status.is_terminal() {
-            svc.engine
-                .cancel(&rec.id)
-                .await
-                .map_err(|e| (INTERNAL, e.to_string()))?;
-        }
+    let recs = records(svc, id).await?;
+    let already = cancelled().lock().is_ok_and(|c| c.contains(id));
+    if already || recs.iter().all(|r| r.status.is_terminal()) {
+        let state = task_state(svc, id).await?;
+        return Err((
+            INVALID_PARAMS,
+            format!(
+                "Cannot cancel task '{id}': it already finished (status {}); only a working task \
+                 can be cancelled",
+                state["status"].as_str().unwrap_or("unknown")
+            ),
+        ));
+    }
+    // Queued ones first (newest last), so none of them starts after its predecessor stops.
+    let mut unfinished: Vec<&ExecutionRecord> =
+        recs.iter().filter(|r| !r.status.is_terminal()).collect();
+    unfinished.sort_by_key(|r| std::cmp::Reverse(r.seq));
+    for rec in unfinished {
+        svc.engine
+            .cancel(&rec.id)
+            .await
+            .map_err(|e| (INTERNAL, e.to_string()))?;
+    }
+    if let Ok(mut c) = cancelled().lock() {
+        c.insert(id.to_string());
     }
     task_state(svc, id).await
 }

@@ -48,16 +48,27 @@ pub struct VariableList {
 fn kernel_result(r: EngineResult<KernelView>, verb: &str) -> CallToolResult {
     match r {
         Ok(k) => {
-            let text = format!(
-                "{verb}: kernel {} for {} is {} (pid {})",
-                k.kernel_name,
-                k.notebook,
-                k.state,
-                k.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
-            );
+            let text = format!("{verb}: {}", describe_kernel(&k));
             ok(&KernelEntry::from(k), text, vec![])
         }
         Err(e) => tool_error(e),
+    }
+}
+
+/// "kernel python3 for a.ipynb is idle (pid 123)", or "a.ipynb has no kernel running".
+fn describe_kernel(k: &KernelView) -> String {
+    if k.kernel_name.is_empty() || k.state == "none" {
+        return format!("{} has no kernel running", k.notebook);
+    }
+    match k.pid {
+        Some(pid) => format!(
+            "kernel {} for {} is {} (pid {pid})",
+            k.kernel_name, k.notebook, k.state
+        ),
+        None => format!(
+            "kernel {} for {} is {} (no process)",
+            k.kernel_name, k.notebook, k.state
+        ),
     }
 }
 
@@ -118,12 +129,7 @@ impl JupyterMcp {
                     "no kernels running".to_string()
                 } else {
                     list.iter()
-                        .map(|k| {
-                            format!(
-                                "{}: {} {} pid {:?} queue {}",
-                                k.notebook, k.kernel_name, k.state, k.pid, k.queue_depth
-                            )
-                        })
+                        .map(|k| format!("{}, {} queued", describe_kernel(k), k.queue_depth))
                         .collect::<Vec<_>>()
                         .join("\n")
                 };
