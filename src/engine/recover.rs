@@ -285,6 +285,7 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
         interrupted: Arc::new(Default::default()),
         interrupt_reason: Default::default(),
         input_request: Default::default(),
+        gate: Default::default(),
     });
     if let Ok(mut r) = session.running.lock() {
         *r = Some(running.clone());
