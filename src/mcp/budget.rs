@@ -80,7 +80,7 @@ impl Window {
         let max = max.max(1);
         if total <= max {
             return Window {
-                ranges: vec![0..total],
+                ranges: std::iter::once(0..total).collect(),
                 total,
             };
         }
@@ -98,7 +98,7 @@ impl Window {
     pub fn page(total: usize, offset: usize, max: usize) -> Window {
         let start = offset.min(total);
         Window {
-            ranges: vec![start..(start + max.max(1)).min(total)],
+            ranges: std::iter::once(start..(start + max.max(1)).min(total)).collect(),
             total,
         }
     }

@@ -100,7 +100,7 @@ fn special_files_are_refused_without_blocking() {
     let f = fixture();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &f.root.join("fifo.ipynb"),
+        f.root.join("fifo.ipynb"),
         FileType::Fifo,
         Mode::from_raw_mode(0o644),
         0,
