@@ -165,10 +165,27 @@ pub async fn launch_kernel(
     {
         tracing::warn!("could not create {}: {e}", checkpoints.display());
     }
+    // Landlock can only allow: hiding a data dir that lies inside the kernel's working folder
+    // would stop the kernel from creating files in its own folder. Such a layout cannot keep
+    // the data dir from the kernel at all; say so rather than break the user's code.
+    let inside_cwd = match (cfg.data_dir.canonicalize(), cwd.canonicalize()) {
+        (Ok(data), Ok(dir)) => data.starts_with(dir),
+        _ => false,
+    };
+    let hide = if inside_cwd {
+        tracing::warn!(
+            "the data dir {} is inside the notebook folder {}: kernel code can read it (checkpoint key, state.db); use a --data-dir outside the notebook root",
+            cfg.data_dir.display(),
+            cwd.display()
+        );
+        Vec::new()
+    } else {
+        vec![cfg.data_dir.clone()]
+    };
     let opts = LaunchOptions {
         cwd,
         runtime_dir: cfg.kernels_dir(),
-        hide: vec![cfg.data_dir.clone()],
+        hide,
         hide_except: vec![checkpoints],
     };
     let started = start_kernel(spec, &opts, cfg.kernel_start_timeout).await?;
