@@ -198,3 +198,20 @@ def test_kernel_code_cannot_read_the_checkpoint_key(mcp):
     # root keeps CAP_SYS_PTRACE and can still read /proc/<server>/environ (see the report).
     if os.geteuid() != 0:
         assert "server_environ" not in text or '"server_environ": "refused' in text, text
+
+
+def test_a_data_dir_inside_the_notebook_folder_leaves_the_kernel_able_to_create_files(mcp):
+    # Landlock can only allow: confining a kernel away from a data dir that lies inside its own
+    # folder would stop it from creating files there. The server leaves such a kernel
+    # unconfined (and warns) rather than break the user's code.
+    mcp.data = mcp.root / ".jupyter-mcp"
+    write_nb(mcp.root / "n.ipynb", [("code", "1")])
+
+    async def body(c):
+        code = "open('made.txt', 'w').write('ok')\nprint(open('made.txt').read())"
+        sc, res = await c.call("execute_code", notebook="n.ipynb", code=code)
+        return sc, text_of(res)
+
+    sc, text = mcp.run(body)
+    assert sc["status"] == "completed", text
+    assert (mcp.root / "made.txt").read_text() == "ok"

@@ -46,7 +46,9 @@ def wait_for_file(path: Path, proc: subprocess.Popen, what: str) -> str:
 @pytest.mark.timeout(240)
 def test_run_holds_the_lock_and_sigterm_stops_its_kernel(dirs):
     base, root, data = dirs
-    marker = base / "kernel.pid"
+    # In the notebook folder: kernels cannot create entries right in an ancestor of the data
+    # dir (Landlock, README "Safety").
+    marker = root / "kernel.pid"
     nb = root / "long.ipynb"
     write_nb(nb, [
         ("code", f"import os, time\nopen({str(marker)!r}, 'w').write(f'{{os.getpid()}}\\n')\ntime.sleep(600)"),
