@@ -64,7 +64,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             // SIGTERM / SIGINT end the session like a closed stdin does.
             let result = tokio::select! {
                 r = jupyter_mcp::mcp::serve_stdio(engine.clone()) => r,
-                _ = termination() => Ok(()),
+                _ = jupyter_mcp::run::signals::termination() => Ok(()),
             };
             jupyter_mcp::checkpoint::auto::on_shutdown(&engine, std::time::Duration::from_secs(30))
                 .await;
@@ -80,20 +80,5 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             shared.init_logging();
             jupyter_mcp::doctor::run(&shared).await
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

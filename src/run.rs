@@ -12,7 +12,7 @@ use crate::cli::RunArgs;
 use crate::engine::{Engine, SubmitItem};
 use crate::store::Status;
 
-mod signals;
+pub mod signals;
 
 /// Exit code when a cell raised or was interrupted.
 pub const EXIT_CELL_ERROR: i32 = 1;

@@ -280,13 +280,7 @@ pub async fn adopt(engine: &Engine, session: &Arc<NotebookSession>, id: &str) ->
     };
     // First-class while it runs: cancel_execution and interrupt_kernel reach it, and the
     // server's limits apply (the cell's time counts from when it was first sent).
-    let running = Arc::new(RunningExecution {
-        id: id.to_string(),
-        interrupted: Arc::new(Default::default()),
-        interrupt_reason: Default::default(),
-        input_request: Default::default(),
-        gate: Default::default(),
-    });
+    let running = Arc::new(RunningExecution::new(id));
     // The kernel started this request before the restart: interrupts go through at once.
     running.gate.kernel_started();
     if let Ok(mut r) = session.running.lock() {

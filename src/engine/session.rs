@@ -74,6 +74,19 @@ pub struct RunningExecution {
     pub gate: super::interrupts::InterruptGate,
 }
 
+impl RunningExecution {
+    /// A fresh record for execution `id`: not interrupted, no prompt, gate closed.
+    pub fn new(id: &str) -> RunningExecution {
+        RunningExecution {
+            id: id.to_string(),
+            interrupted: Arc::new(Default::default()),
+            interrupt_reason: Default::default(),
+            input_request: Default::default(),
+            gate: Default::default(),
+        }
+    }
+}
+
 /// Work for a notebook's worker.
 #[derive(Debug, Clone)]
 pub enum Job {

@@ -110,13 +110,7 @@ async fn run_one(
     let msg_id = uuid::Uuid::new_v4().to_string();
     // Published before the row is marked, so that an interrupt arriving now finds it (and
     // waits in its gate until the kernel starts the request).
-    let running = Arc::new(RunningExecution {
-        id: id.to_string(),
-        interrupted: Arc::new(Default::default()),
-        interrupt_reason: Default::default(),
-        input_request: Default::default(),
-        gate: Default::default(),
-    });
+    let running = Arc::new(RunningExecution::new(id));
     if let Ok(mut r) = session.running.lock() {
         *r = Some(running.clone());
     }

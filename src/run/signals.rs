@@ -1,4 +1,4 @@
-//! SIGINT / SIGTERM for `jupyter-mcp run`.
+//! SIGINT / SIGTERM: how `run` and `serve` learn that they must stop.
 
 /// Resolves with the signal number on the first SIGINT or SIGTERM (never, if the handlers
 /// cannot be installed).
