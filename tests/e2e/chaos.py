@@ -126,7 +126,7 @@ async def phase_one(root: Path, data: Path, base: Path, rng: random.Random,
 async def phase_two(root: Path, data: Path, base: Path,
                     accepted: dict[str, list[tuple[int, str]]]) -> dict[str, Any]:
     """Restart, wait for every accepted execution, and collect what the kernels hold."""
-    result: dict[str, Any] = {"status": {}, "seq": {}, "kernel_pids": {}}
+    result: dict[str, Any] = {"status": {}, "seq": {}, "kernel_pids": {}, "why": {}}
     async with stdio_client(server_params(root, data, base)) as (r, w):
         async with ClientSession(r, w) as s:
             await s.initialize()
@@ -138,11 +138,15 @@ async def phase_two(root: Path, data: Path, base: Path,
                         if sc["status"] in TERMINAL or time.monotonic() > deadline:
                             break
                     result["status"][eid] = sc["status"]
+                    if sc["status"] not in ("completed", "interrupted"):
+                        result["why"][eid] = why(sc)
             for nb in NOTEBOOKS:
                 sc = await call(s, "execute_code", notebook=nb,
                                 code="import json\nprint(json.dumps(seq))", timeout_s=60)
                 out = "".join(o.get("text", "") for o in sc["outputs"] if o.get("name") == "stdout")
                 result["seq"][nb] = json.loads(out) if out.strip() else None
+                if result["seq"][nb] is None:
+                    result["why"][nb] = why(sc)
             kernels = await call(s, "list_kernels")
             for k in kernels["kernels"]:
                 if k.get("pid"):
@@ -150,6 +154,14 @@ async def phase_two(root: Path, data: Path, base: Path,
             for nb in NOTEBOOKS:
                 await call(s, "shutdown_kernel", notebook=nb)
     return result
+
+
+def why(sc: dict) -> str:
+    """What a result says about why an execution did not complete (for the failure report)."""
+    err = sc.get("error") or {}
+    text = f"{err.get('ename', '')}: {err.get('evalue', '')}" if err else ""
+    notes = sc.get("note") or sc.get("notes") or ""
+    return f"status {sc.get('status')!r} {text} {notes}".strip()[:600]
 
 
 def check_round(root: Path, data: Path, accepted: dict[str, list[tuple[int, str]]],
@@ -160,14 +172,14 @@ def check_round(root: Path, data: Path, accepted: dict[str, list[tuple[int, str]
         for n, eid in items:
             st = result["status"].get(eid)
             if st not in ("completed", "interrupted"):
-                problems.append(f"{nb} cell {n} ({eid}) ended {st!r}")
+                problems.append(f"{nb} cell {n} ({eid}) ended {st!r}: {result['why'].get(eid, '')}")
         # The request in flight when the server died may have been committed without its
         # answer reaching us: then it runs exactly once too. So the kernel may hold one more
         # number, the next one the feeder was sending, and nothing else.
         allowed = (completed, completed + [len(items)])
         seq = result["seq"].get(nb)
         if seq is None:
-            problems.append(f"{nb}: could not read seq from the kernel")
+            problems.append(f"{nb}: could not read seq from the kernel: {result['why'].get(nb, '')}")
         elif seq not in allowed:
             problems.append(f"{nb}: kernel seq {seq} != completed {completed}")
         log = root / (nb + ".log")
