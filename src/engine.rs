@@ -16,10 +16,12 @@ mod cells;
 mod error;
 mod internal;
 mod interrupts;
+mod kernel_states;
 mod kernels;
 mod live;
 mod notebook_ops;
 mod ops;
+mod pool;
 mod recover;
 mod session;
 mod supervise;
@@ -31,7 +33,9 @@ mod worker;
 mod writeback;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub use cells::Position;
 pub use error::{EngineError, EngineResult};
@@ -40,6 +44,7 @@ pub use recover::{RecoverMode, RecoveryReport};
 pub use views::{CellView, ExecutionView, KernelView, SubmitItem};
 
 use crate::config::Config;
+use crate::events::EventHub;
 use crate::paths::RootedPath;
 use crate::store::Store;
 use live::LiveRegistry;
@@ -57,6 +62,16 @@ struct Inner {
     live: LiveRegistry,
     sessions: Mutex<HashMap<String, Arc<NotebookSession>>>,
     unrecorded: unrecorded::Unrecorded,
+    /// `/events` fan-out (SPEC §7); one per engine.
+    events: EventHub,
+    /// When the engine was created (`server_status` uptime).
+    started: Instant,
+    /// MCP sessions open now; the HTTP transport counts them (stdio has one).
+    mcp_sessions: Arc<AtomicUsize>,
+    /// Kernels by state, for `kernels{state}` and `server_status`.
+    kernel_states: Arc<kernel_states::KernelStates>,
+    /// The warm kernel pool (`--kernel-pool`).
+    pool: pool::KernelPool,
 }
 
 impl Engine {
@@ -69,11 +84,17 @@ impl Engine {
             }
         })?;
         let store = Store::open(&config.db_path())?;
+        let events = EventHub::default();
         Ok(Engine {
             inner: Arc::new(Inner {
                 config,
                 store,
-                live: LiveRegistry::default(),
+                live: LiveRegistry::new(events.clone()),
+                events,
+                started: Instant::now(),
+                mcp_sessions: Arc::new(AtomicUsize::new(0)),
+                kernel_states: Default::default(),
+                pool: Default::default(),
                 sessions: Mutex::new(HashMap::new()),
                 unrecorded: Default::default(),
             }),
@@ -88,6 +109,40 @@ impl Engine {
     /// The durable store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The event hub (`/events`).
+    pub fn events(&self) -> &EventHub {
+        &self.inner.events
+    }
+
+    /// When this engine was created.
+    pub fn started(&self) -> Instant {
+        self.inner.started
+    }
+
+    /// Open MCP sessions: the HTTP transport increments and decrements this counter as
+    /// sessions open and close; `server_status` reads it (stdio reports its one session).
+    pub fn mcp_sessions(&self) -> &Arc<AtomicUsize> {
+        &self.inner.mcp_sessions
+    }
+
+    /// Executions pending in this engine, all notebooks.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.live.queue_depth()
+    }
+
+    /// Kernels of this engine by state (`starting`, `idle`, `busy`, `pool`).
+    pub fn kernels_by_state(&self) -> std::collections::BTreeMap<String, usize> {
+        self.inner.kernel_states.by_state()
+    }
+
+    pub(crate) fn kernel_states(&self) -> &Arc<kernel_states::KernelStates> {
+        &self.inner.kernel_states
+    }
+
+    pub(crate) fn pool(&self) -> &pool::KernelPool {
+        &self.inner.pool
     }
 
     pub(crate) fn live(&self) -> &LiveRegistry {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod engine;
+pub mod events;
 pub mod lock;
 pub mod mcp;
 pub mod metrics;

@@ -87,6 +87,7 @@ impl Engine {
             }
             let spec = match old {
                 Some(k) => {
+                    self.kernel_state(&path.rel, &k.session_id, "restarting", Some(k.pid));
                     session::stop_kernel(&k).await;
                     Some(k.spec.name.clone())
                 }
@@ -117,6 +118,7 @@ impl Engine {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             session::stop_kernel(&k).await;
+            self.kernel_state(&path.rel, &k.session_id, "shutdown", Some(k.pid));
             super::testhooks::point("shutdown_stopped").await;
             self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
                 .await?;
@@ -239,16 +241,25 @@ impl Engine {
     }
 
     /// Stops accepting work; with `stop_kernels`, shuts every kernel down.
+    /// Kernels of the warm pool belong to no notebook and are stopped in any case.
     pub async fn shutdown(&self, stop_kernels: bool) {
+        super::pool::drain(self).await;
         if !stop_kernels {
             return;
         }
         let kernels: Vec<_> = self
             .all_sessions()
             .iter()
-            .filter_map(|s| s.kernel.lock().ok().and_then(|mut k| k.take()))
+            .filter_map(|s| {
+                let k = s.kernel.lock().ok().and_then(|mut k| k.take())?;
+                Some((s.path.rel.clone(), k))
+            })
             .collect();
-        futures::future::join_all(kernels.iter().map(|k| session::stop_kernel(k))).await;
+        futures::future::join_all(kernels.iter().map(|(_, k)| session::stop_kernel(k))).await;
+        for (nb, k) in &kernels {
+            self.kernel_state(nb, &k.session_id, "shutdown", Some(k.pid));
+        }
+        let kernels: Vec<_> = kernels.into_iter().map(|(_, k)| k).collect();
         // Record the stop now: the process exits before the kernels' watchers would, and the
         // next start must not report these kernels as having died.
         let ids: Vec<String> = kernels.iter().map(|k| k.session_id.clone()).collect();

@@ -70,8 +70,8 @@ impl Engine {
             })
             .collect();
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        for id in &ids {
-            self.live().insert(id);
+        for r in &rows {
+            self.live().insert(&r.id, &r.notebook, r.cell_id.as_deref());
         }
         if let Err(e) = self.store().accept(rows).await {
             for id in &ids {

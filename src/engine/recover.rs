@@ -55,6 +55,11 @@ impl Engine {
             .store()
             .call(|c| store::sessions::open_sessions(c))
             .await?;
+        // Warm pool kernels of the previous process belong to no notebook: stopped, never adopted.
+        let (pooled, open): (Vec<_>, Vec<_>) = open
+            .into_iter()
+            .partition(|r| r.notebook == super::pool::POOL_NOTEBOOK);
+        super::pool::reap_previous(self, pooled).await;
         // One kernel per notebook: the newest open session wins; older ones are ended.
         let mut latest: HashMap<String, KernelSessionRecord> = HashMap::new();
         for rec in open {
@@ -109,7 +114,8 @@ impl Engine {
         for rec in pending {
             match self.notebook_path(&rec.notebook) {
                 Ok(path) => {
-                    self.live().insert(&rec.id);
+                    self.live()
+                        .insert(&rec.id, &rec.notebook, rec.cell_id.as_deref());
                     let _ = self.session(&path).queue.send(Job::Run(rec.id.clone()));
                     report.resumed += 1;
                 }
@@ -186,7 +192,8 @@ impl Engine {
         let kernel = session.as_ref().and_then(|s| s.current_kernel());
         match (session, kernel) {
             (Some(session), Some(k)) if k.spec.is_ipykernel() && rec.msg_id.is_some() => {
-                self.live().insert(&rec.id);
+                self.live()
+                    .insert(&rec.id, &rec.notebook, rec.cell_id.as_deref());
                 self.live().set_status(&rec.id, Status::Running);
                 let _ = session.queue.send(Job::Adopt(rec.id.clone()));
                 report.adopted += 1;
@@ -342,6 +349,7 @@ async fn follow(
                     input_deadline = Some(tokio::time::Instant::now() + limits.input_timeout);
                 }
                 KernelEvent::Message(m) => {
+                    super::worker::publish_output(engine, rec, &m.msg_type, &m.content);
                     acc.apply(&m.msg_type, &m.content);
                 }
                 KernelEvent::Died(r) => { died = Some(r); break; }

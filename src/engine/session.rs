@@ -195,14 +195,30 @@ pub async fn launch_kernel(
     } else {
         vec![cfg.data_dir.clone()]
     };
+    // A warm kernel of the same kernelspec is claimed instead of booting one (it was started
+    // confined the same way, with the done hook; `pool::claim` moves it to `cwd`).
+    if !inside_cwd {
+        if let Some(kernel) = super::pool::claim(engine, session, spec, &cwd).await {
+            return Ok(kernel);
+        }
+    }
     let opts = LaunchOptions {
         cwd,
         runtime_dir: cfg.kernels_dir(),
         hide,
         hide_except: vec![checkpoints],
     };
-    let started = start_kernel(spec, &opts, cfg.kernel_start_timeout).await?;
-    let mut launched = started.launched;
+    let kernel_id = uuid::Uuid::new_v4().to_string();
+    let nb = session.path.rel.as_str();
+    engine.kernel_state(nb, &kernel_id, "starting", None);
+    let started = match start_kernel(spec, &opts, cfg.kernel_start_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            engine.kernel_state(nb, &kernel_id, "dead", None);
+            return Err(e.into());
+        }
+    };
+    let launched = started.launched;
     if launched.confinement == jmcp_kernel::sandbox::Confinement::NotEnforced {
         tracing::warn!(
             "Landlock is not available on this Linux: kernel code running as this user can read {} (checkpoint key, state.db)",
@@ -210,7 +226,7 @@ pub async fn launch_kernel(
         );
     }
     let record = KernelSessionRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: kernel_id.clone(),
         notebook: session.path.rel.clone(),
         kernel_name: spec.name.clone(),
         pid: Some(launched.pid),
@@ -221,13 +237,39 @@ pub async fn launch_kernel(
         started_at: store::now(),
     };
     let rec = record.clone();
-    engine.store().call(move |c| rec.insert(c)).await?;
+    if let Err(e) = engine.store().call(move |c| rec.insert(c)).await {
+        engine.kernel_state(nb, &kernel_id, "dead", None);
+        return Err(e.into());
+    }
     if spec.is_ipykernel() {
         install_done_hook(&started.client).await;
     }
+    engine.kernel_state(nb, &kernel_id, "idle", Some(launched.pid));
+    Ok(install_started(
+        engine,
+        session,
+        spec,
+        &record,
+        launched,
+        started.client,
+        started.kernel_info,
+    ))
+}
+
+/// Wraps a started kernel (launched here, or claimed from the warm pool) as the running kernel
+/// of `session`, and spawns its death watcher. The caller records it in `state.db` first.
+pub(super) fn install_started(
+    engine: &super::Engine,
+    session: &Arc<NotebookSession>,
+    spec: &KernelSpec,
+    record: &KernelSessionRecord,
+    mut launched: jmcp_kernel::launch::LaunchedKernel,
+    client: KernelClient,
+    kernel_info: Value,
+) -> Arc<RunningKernel> {
     let (exit_tx, exit_rx) = watch::channel(None);
     let kernel = Arc::new(RunningKernel {
-        client: started.client,
+        client,
         pid: launched.pid,
         pid_start: launched.start_time,
         spec: spec.clone(),
@@ -237,7 +279,7 @@ pub async fn launch_kernel(
         connection_file: launched.connection_file.clone(),
         exited: exit_rx,
         stopping: AtomicBool::new(false),
-        kernel_info: started.kernel_info,
+        kernel_info,
     });
     // The child handle reaps the process; its exit is reported by the watcher.
     let exit = async move {
@@ -247,7 +289,7 @@ pub async fn launch_kernel(
         }
     };
     watch_kernel(engine, session, &kernel, exit_tx, exit);
-    Ok(kernel)
+    kernel
 }
 
 /// A kernel found alive after a server restart, reconnected and confirmed with kernel_info.
@@ -298,6 +340,7 @@ pub fn adopt_kernel(
     if let Ok(mut k) = session.kernel.lock() {
         *k = Some(kernel.clone());
     }
+    engine.kernel_state(&session.path.rel, &kernel.session_id, "idle", Some(pid));
     kernel
 }
 
@@ -314,9 +357,14 @@ fn watch_kernel(
     let weak_kernel = Arc::downgrade(kernel);
     let weak_session = Arc::downgrade(session);
     let store = engine.store().clone();
+    let (states, events) = (engine.kernel_states().clone(), engine.events().clone());
+    let notebook = session.path.rel.clone();
+    let (kernel_id, pid) = (kernel.session_id.clone(), kernel.pid);
     tokio::spawn(async move {
         let mut reason = exit.await;
         let Some(kernel) = weak_kernel.upgrade() else {
+            // Dropped without a stop (the engine went away): no longer counted.
+            states.forget(&kernel_id);
             return;
         };
         let tail = kernel.log_tail(10);
@@ -346,6 +394,13 @@ fn watch_kernel(
         } else {
             ("dead", reason)
         };
+        // Intentional stops (restart, shutdown) are reported by whoever stopped the kernel,
+        // in order with the new kernel's states; this only takes it off the count.
+        if intentional {
+            states.forget(&kernel_id);
+        } else {
+            states.report(&events, &notebook, &kernel_id, "dead", Some(pid));
+        }
         let id = kernel.session_id.clone();
         let _ = store
             .call(move |c| store::sessions::end_session(c, &id, state, &why))
@@ -356,7 +411,7 @@ fn watch_kernel(
 /// Registers an IPython `post_run_cell` hook that remembers, per request `msg_id`, how each
 /// execution ended. After a server restart this tells whether an execution that was `running`
 /// completed in the kernel (so it is never reported lost, nor run twice). Idempotent.
-async fn install_done_hook(client: &KernelClient) {
+pub(super) async fn install_done_hook(client: &KernelClient) {
     let opts = jmcp_kernel::ExecuteOptions {
         store_history: false,
         allow_stdin: false,

@@ -343,7 +343,14 @@ async fn drive(
                     }
                     Some(KernelEvent::Message(m)) => match m.msg_type.as_str() {
                         "execute_reply" => reply = Some(m.content),
-                        "status" => idle |= m.execution_state() == Some("idle"),
+                        "status" => {
+                            let state = m.execution_state();
+                            idle |= state == Some("idle");
+                            if let Some(st @ ("busy" | "idle")) = state {
+                                let nb = &rec.notebook;
+                                engine.kernel_state(nb, &kernel.session_id, st, Some(kernel.pid));
+                            }
+                        }
                         "input_request" => {
                             let prompt = m
                                 .content
@@ -382,6 +389,7 @@ async fn drive(
                                     );
                                 }
                             }
+                            publish_output(engine, rec, &m.msg_type, &m.content);
                             let mut changed = false;
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
@@ -433,6 +441,29 @@ async fn drive(
         note,
         foreign,
         display_ids: finished.display_ids,
+    }
+}
+
+/// Publishes an `output` event (SPEC §7) for an IOPub message that is an nbformat output,
+/// bounded as agents get it; nothing is built when nobody subscribes.
+pub(super) fn publish_output(engine: &Engine, rec: &ExecutionRecord, msg_type: &str, content: &Value) {
+    if !matches!(
+        msg_type,
+        "stream" | "display_data" | "execute_result" | "error"
+    ) {
+        return;
+    }
+    let max_text = engine.config().max_text_bytes;
+    let hub = engine.events();
+    if hub.wanted() {
+        if let Some(out) = jmcp_outputs::output_from_msg(msg_type, content) {
+            hub.publish(crate::events::Event::output(
+                &rec.id,
+                &rec.notebook,
+                out,
+                max_text,
+            ));
+        }
     }
 }
 
