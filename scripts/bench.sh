@@ -5,6 +5,8 @@
 #   scripts/bench.sh durability      bench/bench_durability.py: restart-to-ready, idle CPU,
 #                                    run_all_cells throughput vs a raw jupyter_client loop
 #   scripts/bench.sh outputs         bench/bench_outputs.py: bytes returned to the agent per call
+#   scripts/bench.sh pool            bench/bench_pool.py: first execution in a new notebook
+#                                    with and without --kernel-pool 1
 #   scripts/bench.sh checkpoint      bench/bench_checkpoint.py: save/load times, HMAC, server RSS
 #                                    (e.g. `--sizes-mb 64,1024`)
 set -euo pipefail

@@ -107,6 +107,11 @@ pub struct ServeArgs {
     /// Idle time before an automatic checkpoint, e.g. 90s, 30m, 2h.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = crate::checkpoint::auto::parse_duration)]
     pub auto_checkpoint_idle: Duration,
+    /// Keep this many kernels of the default kernelspec started and idle, so that the first
+    /// execution in a new notebook does not wait for a kernel to boot (default 0: none). Pool
+    /// kernels are stopped when the server exits.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub kernel_pool: usize,
     /// What to do at start with executions that were running when the server died:
     /// `interrupt` (default; a surviving kernel is asked how they ended) or `retry` (run again).
     #[arg(long, value_enum, default_value = "interrupt")]
@@ -201,6 +206,7 @@ impl Shared {
                 },
             },
             volume: self.volume()?,
+            transport: crate::config::ServerTransport::Stdio,
         })
     }
 

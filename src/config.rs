@@ -31,6 +31,28 @@ pub struct Config {
     pub assets: AssetOptions,
     /// Bounds on memory, answers and the database of a long-running server (issues 8, 9).
     pub volume: VolumeLimits,
+    /// The MCP transport serving this engine (reported by `server_status`).
+    pub transport: ServerTransport,
+}
+
+/// The MCP transport a server speaks (`serve --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerTransport {
+    /// One client over stdin/stdout (the default).
+    #[default]
+    Stdio,
+    /// Streamable HTTP daemon (SPEC §7).
+    Http,
+}
+
+impl ServerTransport {
+    /// `stdio` or `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerTransport::Stdio => "stdio",
+            ServerTransport::Http => "http",
+        }
+    }
 }
 
 /// Bounds for a server that runs for months: `--max-result-bytes`,

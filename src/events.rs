@@ -125,6 +125,8 @@ pub struct EventHub {
 
 struct HubInner {
     tx: broadcast::Sender<Arc<Event>>,
+    /// See [`STALL_LIMIT`].
+    stall_limit: Duration,
     /// Events lost by subscribers of this hub (also counted in `events_dropped_total`).
     dropped: AtomicU64,
     /// Subscribers disconnected for being too slow.
@@ -140,10 +142,16 @@ impl Default for EventHub {
 impl EventHub {
     /// A hub keeping up to `capacity` events for subscribers that are behind.
     pub fn new(capacity: usize) -> EventHub {
+        EventHub::with_stall_limit(capacity, STALL_LIMIT)
+    }
+
+    /// A hub whose subscribers are disconnected after being behind for `stall_limit`.
+    pub fn with_stall_limit(capacity: usize, stall_limit: Duration) -> EventHub {
         let (tx, _) = broadcast::channel(capacity.max(1));
         EventHub {
             inner: Arc::new(HubInner {
                 tx,
+                stall_limit,
                 dropped: AtomicU64::new(0),
                 disconnected: AtomicU64::new(0),
             }),
@@ -216,7 +224,7 @@ pub struct Subscriber {
     filter: Option<String>,
     hub: Arc<HubInner>,
     /// When it first lost events without having caught up since.
-    behind_since: Option<tokio::time::Instant>,
+    behind_since: Option<std::time::Instant>,
 }
 
 impl Subscriber {
@@ -236,9 +244,9 @@ impl Subscriber {
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     self.hub.dropped.fetch_add(n, Ordering::Relaxed);
                     crate::metrics::events().dropped.inc_by(n);
-                    let now = tokio::time::Instant::now();
+                    let now = std::time::Instant::now();
                     let since = *self.behind_since.get_or_insert(now);
-                    if now.duration_since(since) > STALL_LIMIT {
+                    if now.duration_since(since) > self.hub.stall_limit {
                         self.mark_disconnected();
                         return Next::TooSlow;
                     }
@@ -251,9 +259,13 @@ impl Subscriber {
 
     /// Records that this subscriber is being disconnected for being too slow (also called by
     /// a transport whose send did not complete in time).
+    /// The events it had not read yet count as dropped.
     pub fn mark_disconnected(&self) {
         self.hub.disconnected.fetch_add(1, Ordering::Relaxed);
         crate::metrics::events().disconnected.inc();
+        let unread = self.rx.len() as u64;
+        self.hub.dropped.fetch_add(unread, Ordering::Relaxed);
+        crate::metrics::events().dropped.inc_by(unread);
     }
 }
 

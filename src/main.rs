@@ -41,6 +41,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let config = jupyter_mcp::config::Config {
                 auto_checkpoint: args.auto_checkpoint,
                 auto_checkpoint_idle: args.auto_checkpoint_idle,
+                transport: match args.transport {
+                    Transport::Stdio => jupyter_mcp::config::ServerTransport::Stdio,
+                    Transport::Http => jupyter_mcp::config::ServerTransport::Http,
+                },
                 ..config
             };
             let stop = config.stop_kernels_on_exit;
@@ -52,6 +56,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             };
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
+            engine.start_kernel_pool(args.kernel_pool.min(64));
             let _auto_checkpoints = jupyter_mcp::checkpoint::auto::spawn(&engine);
             let volume = engine.config().volume;
             let _retention = jupyter_mcp::store::retention::spawn(

@@ -30,6 +30,7 @@ mod tools_checkpoint;
 mod tools_exec;
 mod tools_kernel;
 mod tools_notebook;
+mod tools_status;
 mod transport;
 
 pub use server::JupyterMcp;

@@ -63,9 +63,8 @@ impl LiveRegistry {
         let (tx, _) = watch::channel(Status::Pending);
         self.pending.fetch_add(1, Ordering::Relaxed);
         crate::metrics::execution().queue_depth.inc();
-        self.events.publish_with(|| {
-            Event::execution(id, notebook, cell_id, Status::Pending, None)
-        });
+        self.events
+            .publish_with(|| Event::execution(id, notebook, cell_id, Status::Pending, None));
         let live = Arc::new(LiveExecution {
             notebook: notebook.to_string(),
             cell_id: cell_id.map(str::to_string),

@@ -88,6 +88,20 @@ impl Engine {
     pub fn pool_ready(&self) -> usize {
         self.pool().len()
     }
+
+    /// PIDs of the warm pool's ready kernels.
+    pub fn pool_pids(&self) -> Vec<u32> {
+        self.pool()
+            .ready
+            .lock()
+            .map(|r| r.iter().map(|p| p.started.launched.pid).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kernels the warm pool keeps ready (`--kernel-pool`; 0: no pool).
+    pub fn pool_target(&self) -> usize {
+        self.pool().target()
+    }
 }
 
 fn spawn_refill(engine: &Engine) {
@@ -205,7 +219,12 @@ pub(super) async fn claim(
     }
     if let Err(e) = change_dir(&pooled.started.client, folder).await {
         tracing::warn!("could not move a warm pool kernel (pid {pid}) to {folder}: {e}; starting a fresh kernel");
-        stop_pooled(engine, pooled, "could not be moved to its notebook's folder").await;
+        stop_pooled(
+            engine,
+            pooled,
+            "could not be moved to its notebook's folder",
+        )
+        .await;
         return None;
     }
     let mut record = pooled.record.clone();
@@ -223,7 +242,9 @@ pub(super) async fn claim(
         })
         .await;
     if let Err(e) = moved {
-        tracing::warn!("could not record the claim of a warm pool kernel: {e}; starting a fresh kernel");
+        tracing::warn!(
+            "could not record the claim of a warm pool kernel: {e}; starting a fresh kernel"
+        );
         stop_pooled(engine, pooled, "its claim could not be recorded").await;
         return None;
     }
@@ -264,7 +285,11 @@ async fn change_dir(client: &jmcp_kernel::KernelClient, folder: &str) -> Result<
                 KernelEvent::Died(r) => return Err(r),
             }
         }
-        match reply.as_ref().and_then(|r| r.get("status")).and_then(Value::as_str) {
+        match reply
+            .as_ref()
+            .and_then(|r| r.get("status"))
+            .and_then(Value::as_str)
+        {
             Some("ok") => Ok(()),
             _ => Err(format!(
                 "the kernel refused: {}",

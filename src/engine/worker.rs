@@ -446,7 +446,12 @@ async fn drive(
 
 /// Publishes an `output` event (SPEC §7) for an IOPub message that is an nbformat output,
 /// bounded as agents get it; nothing is built when nobody subscribes.
-pub(super) fn publish_output(engine: &Engine, rec: &ExecutionRecord, msg_type: &str, content: &Value) {
+pub(super) fn publish_output(
+    engine: &Engine,
+    rec: &ExecutionRecord,
+    msg_type: &str,
+    content: &Value,
+) {
     if !matches!(
         msg_type,
         "stream" | "display_data" | "execute_result" | "error"

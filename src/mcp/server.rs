@@ -34,6 +34,7 @@ impl JupyterMcp {
                 + Self::exec_router()
                 + Self::kernel_router()
                 + Self::checkpoint_router()
+                + Self::status_router()
                 + assets_router,
         }
     }

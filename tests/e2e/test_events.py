@@ -1,0 +1,215 @@
+"""`/events` (SPEC §7, issue 10 item 3): a WebSocket client of the daemon sees an execution's
+status changes, its outputs (bounded) and its kernel's states; `?notebook=` filters; a client
+that completes the handshake and never reads (while a cell prints 20,000 lines) slows nobody:
+the fast client gets every event in order or a `lagged` marker, the cell completes, and the
+stalled client is disconnected and counted.
+
+The WebSocket client is a minimal RFC 6455 reader over a raw socket (the venv has no
+WebSocket library; server-to-client frames are unmasked, and these clients send nothing)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from daemon import Daemon, cleanup, tool_json, wait_for
+
+
+def handshake(d: Daemon, path: str, rcvbuf: int | None = None) -> tuple[socket.socket, bytes, bytes]:
+    """Opens a WebSocket; returns (socket, status line, bytes after the response head)."""
+    u = urlsplit(d.base_url)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # before connect: it bounds the window the server may fill
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect((u.hostname, u.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Authorization: Bearer {d.token}\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return s, head.split(b"\r\n")[0], rest
+
+
+class Reader:
+    """A client that reads every message into `messages` (a thread)."""
+
+    def __init__(self, d: Daemon, path: str) -> None:
+        self.sock, status, self.buf = handshake(d, path)
+        assert b" 101 " in status, status
+        self.messages: list[dict] = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _need(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _run(self) -> None:
+        try:
+            while True:
+                b0, b1 = self._need(2)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = int.from_bytes(self._need(2), "big")
+                elif n == 127:
+                    n = int.from_bytes(self._need(8), "big")
+                payload = self._need(n)
+                if b0 & 0x0F == 8:
+                    break
+                if b0 & 0x0F == 1:
+                    self.messages.append(json.loads(payload))
+        except (EOFError, OSError):
+            pass
+        self.closed = True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def call(d: Daemon, sid: str, tool: str, **args) -> dict:
+    r = d.rpc(sid, "tools/call", {"name": tool, "arguments": args}, id=tool)
+    assert not r["result"].get("isError"), r
+    return tool_json(r)
+
+
+def metric(d: Daemon, name: str) -> float:
+    text = d.get("/metrics", headers=d.auth()).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    base = tmp_path_factory.mktemp("events")
+    root, data = base / "root", base / "data"
+    for d in (root, data, base / "ipython"):
+        d.mkdir()
+    d = Daemon(base, root, data, extra=("--stop-kernels-on-exit",))
+    try:
+        yield d
+    finally:
+        d.stop()
+        cleanup(data)
+
+
+@pytest.mark.timeout(120)
+def test_a_subscriber_sees_statuses_outputs_and_kernel_states(daemon: Daemon):
+    d = daemon
+    _, status, _ = handshake(d, "/events?notebook=../outside.ipynb")
+    assert b" 400 " in status, "a notebook filter the tools would refuse is refused"
+    u = urlsplit(d.base_url)
+    raw = socket.create_connection((u.hostname, u.port))
+    raw.sendall(f"GET /events HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert b" 401 " in raw.recv(4096).split(b"\r\n")[0], "no token: 401"
+    raw.close()
+
+    mine = Reader(d, "/events?notebook=ev.ipynb")
+    other = Reader(d, f"/events?notebook=other.ipynb&token={d.token}")
+    everything = Reader(d, "/events")
+    sid = d.initialize()
+    r = call(d, sid, "execute_code", notebook="ev.ipynb", code="print('hi')\n1 + 1")
+    assert r["status"] == "completed", r
+    xid = r["execution_id"]
+
+    def done(reader):
+        return any(m.get("execution_id") == xid and m.get("status") == "completed" for m in reader.messages)
+
+    wait_for(lambda: done(mine) and done(everything), 30, "the completed event")
+    msgs = mine.messages
+    assert all(m.get("notebook") == "ev.ipynb" for m in msgs), msgs
+    assert [m["status"] for m in msgs if m["type"] == "execution"] == ["pending", "running", "completed"]
+    completed = [m for m in msgs if m["type"] == "execution"][-1]
+    assert completed["execution_count"] == r["execution_count"] and "cell_id" not in completed
+    assert completed["at"].endswith("Z") and "T" in completed["at"]
+    kernel = [m for m in msgs if m["type"] == "kernel"]
+    assert [k["state"] for k in kernel] == ["starting", "idle", "busy", "idle"], kernel
+    assert all(isinstance(k["pid"], int) for k in kernel[1:])
+    outputs = [m["output"] for m in msgs if m["type"] == "output"]
+    assert [(o["output_type"], o.get("text")) for o in outputs] == [("stream", "hi\n"), ("execute_result", "2")]
+    assert all(m["execution_id"] == xid for m in msgs if m["type"] == "output")
+
+    # The filtered-out client saw none of it; it sees its own notebook's events.
+    r2 = call(d, sid, "execute_code", notebook="other.ipynb", code="3")
+    wait_for(lambda: any(m.get("status") == "completed" for m in other.messages), 30, "other's events")
+    assert other.messages and all(m["notebook"] == "other.ipynb" for m in other.messages)
+    assert any(m.get("execution_id") == r2["execution_id"] for m in other.messages)
+    for reader in (mine, other, everything):
+        reader.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_stalled_client_slows_nobody_and_is_disconnected(daemon: Daemon):
+    d = daemon
+    disconnected_before = metric(d, "events_disconnected_total")
+    dropped_before = metric(d, "events_dropped_total")
+    # Completes the handshake, then never reads; a small receive window fills fast.
+    stalled, status, _ = handshake(d, "/events", rcvbuf=4096)
+    assert b" 101 " in status
+    fast = Reader(d, "/events?notebook=flood.ipynb")
+    sid = d.initialize()
+    code = "for i in range(20000):\n    print(f'{i:05d} ' + 'x' * 600, flush=True)"
+    r = call(d, sid, "execute_code", notebook="flood.ipynb", code=code, timeout_s=150)
+    assert r["status"] == "completed", r
+    xid = r["execution_id"]
+    wait_for(lambda: any(m.get("execution_id") == xid and m.get("status") == "completed"
+                         for m in fast.messages), 60, "the fast client's completed event")
+
+    # Every event in order, or a lagged marker where some were dropped for this client.
+    last, lines, gaps_explained = -1, 0, True
+    lagged = 0
+    for m in fast.messages:
+        if m["type"] == "lagged":
+            assert m["dropped"] > 0
+            lagged += m["dropped"]
+            last = None  # anything may follow
+            continue
+        if m["type"] != "output":
+            continue
+        cut = "truncated" in m["output"]  # a batch over the text bound: head and tail
+        for line in m["output"]["text"].splitlines():
+            if not (line[:5].isdigit() and line[5:6] == " "):
+                last = None  # the marker line of a cut text: lines were left out here
+                continue
+            n = int(line[:5])
+            if last is not None and n != last + 1:
+                gaps_explained = False
+            last = n
+            lines += 1
+        if cut:
+            lagged += 1
+            last = None
+    assert gaps_explained, "lines out of order or missing without a lagged marker"
+    assert lines == 20000 or lagged > 0, (lines, lagged)
+    statuses = [m["status"] for m in fast.messages if m.get("execution_id") == xid and m["type"] == "execution"]
+    assert statuses[-1] == "completed"
+
+    # The stalled client is disconnected (send timeout or stall limit) and counted.
+    wait_for(lambda: metric(d, "events_disconnected_total") > disconnected_before, 60,
+             "the stalled client to be disconnected")
+    assert metric(d, "events_dropped_total") > dropped_before
+    wait_for(lambda: metric(d, "events_clients") == 1, 30, "only the fast client left")
+    fast.close()
+    stalled.close()
