@@ -39,6 +39,7 @@ async def first_executions(base: Path, pool: int, rounds: int) -> list[float]:
                 for i in range(rounds):
                     while pool and (await chaos.call(s, "server_status"))["pool"]["ready"] < pool:
                         await asyncio.sleep(0.05)
+                    await chaos.call(s, "create_notebook", notebook=f"n{i}.ipynb")
                     t0 = time.perf_counter()
                     res = await chaos.call(s, "execute_code", notebook=f"n{i}.ipynb", code="1 + 1")
                     times.append(time.perf_counter() - t0)

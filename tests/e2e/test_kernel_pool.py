@@ -37,6 +37,7 @@ def test_first_execution_claims_the_pooled_kernel(mcp):
         assert st["pool"]["size"] == 1 and st["kernels"].get("pool") == 1
         assert (await c.ok("list_kernels"))["kernels"] == [], "pool kernels belong to no notebook"
 
+        await c.ok("create_notebook", notebook="sub/new.ipynb")
         r = await c.ok("execute_code", notebook="sub/new.ipynb",
                        code="import os; print(os.getpid()); print(os.getcwd())")
         assert r["status"] == "completed", r
@@ -70,8 +71,10 @@ def test_a_killed_servers_pool_kernel_is_stopped_at_the_next_start(mcp):
         seen["pid"], seen["start"] = pooled, proc_start_time(pooled)
         os.kill(parent_of(pooled), signal.SIGKILL)  # the server that started it
 
-    with pytest.raises(BaseException):
-        mcp.run(killed)  # the session dies with its server
+    try:
+        mcp.run(killed)
+    except Exception:  # the session may end in an error once its server is gone
+        pass
     pooled, start = seen["pid"], seen["start"]
     assert pid_alive(pooled, start), "a pool kernel survives a SIGKILL of its server"
 
