@@ -1,4 +1,4 @@
-//! Command line (SPEC §1): `serve`, `run`, `doctor`, and the shared options.
+//! Command line (SPEC §1): `serve`, `connect`, `run`, `doctor`, and the shared options.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Execute every code cell of a notebook headlessly and write the outputs into it.
     Run(RunArgs),
+    /// A stdio MCP server that forwards every message to the shared daemon's /mcp (SPEC §7).
+    Connect(ConnectArgs),
     /// Pre-flight checks: kernelspecs, data dir, state database.
     Doctor(Shared),
 }
@@ -93,9 +95,29 @@ pub struct Shared {
 pub struct ServeArgs {
     #[command(flatten)]
     pub shared: Shared,
-    /// Transport: stdio (Streamable HTTP arrives with daemon mode).
+    /// Transport: stdio (one client), or http (the daemon: MCP Streamable HTTP at /mcp, plus
+    /// /health/live, /health/ready and /metrics).
     #[arg(long, value_enum, default_value = "stdio")]
     pub transport: Transport,
+    /// HTTP: the address and port to listen on (port 0 picks a free one; the URL is written
+    /// to DATA_DIR/daemon.json). A non-loopback address is reachable from other machines.
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::http::DEFAULT_BIND)]
+    pub bind: std::net::SocketAddr,
+    /// HTTP: the bearer token clients must send (default: the content of DATA_DIR/token,
+    /// generated on first start). Prefer the environment variable: flags show in `ps`.
+    #[arg(long, env = "JUPYTER_MCP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// HTTP: also accept requests whose Origin header is this URL (scheme://host[:port]);
+    /// repeatable. The server's own origins are always accepted.
+    #[arg(long = "allowed-origin", value_name = "URL")]
+    pub allowed_origins: Vec<String>,
+    /// HTTP: after SIGTERM/SIGINT, how many seconds running executions may take to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 25.0, value_parser = seconds::seconds_or_zero)]
+    pub shutdown_grace: f64,
+    /// Start a new session (setsid) first, detached from the caller's terminal (used by
+    /// `connect --spawn`).
+    #[arg(long, hide = true)]
+    pub detach: bool,
     /// Stop kernels when the server exits (default: keep them running for the next start).
     #[arg(long)]
     pub stop_kernels_on_exit: bool,
@@ -144,6 +166,23 @@ pub struct RunArgs {
     pub shared: Shared,
 }
 
+/// `connect` options.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The daemon's MCP URL (default: from DATA_DIR/daemon.json, else
+    /// http://127.0.0.1:3000/mcp).
+    pub url: Option<String>,
+    /// Start the daemon (detached, logging to DATA_DIR/daemon.log) when none answers, bound
+    /// to the URL's address and port.
+    #[arg(long)]
+    pub spawn: bool,
+    /// The bearer token (default: JUPYTER_MCP_TOKEN, else the content of DATA_DIR/token).
+    #[arg(long, env = "JUPYTER_MCP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub shared: Shared,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
@@ -170,12 +209,7 @@ impl Shared {
             .clone()
             .unwrap_or_else(|| default_root.to_path_buf());
         let root = Root::new(&root_dir)?;
-        let data_dir = match &self.data_dir {
-            Some(d) => d.clone(),
-            None => dirs::data_dir()
-                .map(|d| d.join("jupyter-mcp"))
-                .ok_or_else(|| anyhow::anyhow!("no data directory: pass --data-dir"))?,
-        };
+        let data_dir = self.data_dir()?;
         Ok(Config {
             root,
             data_dir,
@@ -207,7 +241,18 @@ impl Shared {
             },
             volume: self.volume()?,
             transport: crate::config::ServerTransport::Stdio,
+            kernel_pool: 0,
         })
+    }
+
+    /// The data dir: `--data-dir` / `JUPYTER_MCP_DATA_DIR`, else the platform data dir.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("jupyter-mcp"))
+                .ok_or_else(|| anyhow::anyhow!("no data directory: pass --data-dir")),
+        }
     }
 
     /// The volume bounds; refuses values that cannot work (with the flag's name).

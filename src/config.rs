@@ -33,6 +33,8 @@ pub struct Config {
     pub volume: VolumeLimits,
     /// The MCP transport serving this engine (reported by `server_status`).
     pub transport: ServerTransport,
+    /// Warm kernels kept ready (`--kernel-pool`; 0: none). Started after recovery.
+    pub kernel_pool: usize,
 }
 
 /// The MCP transport a server speaks (`serve --transport`).

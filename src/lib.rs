@@ -3,6 +3,7 @@
 //!
 //! - [`engine`]: notebooks, kernels and executions, independent of transport.
 //! - [`mcp`]: the MCP surface (rmcp), the only layer that knows MCP types.
+//! - [`http`]: daemon mode (MCP Streamable HTTP, health, metrics); [`connect`]: the stdio bridge to it.
 //! - [`run`]: the headless `jupyter-mcp run` command.
 //! - [`store`]: the SQLite state database.
 //! - [`paths`]: confinement of paths to the root.
@@ -11,9 +12,11 @@ pub mod assets;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod doctor;
 pub mod engine;
 pub mod events;
+pub mod http;
 pub mod lock;
 pub mod mcp;
 pub mod metrics;

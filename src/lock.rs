@@ -25,17 +25,32 @@ impl ServerLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim().to_string();
         if file.try_lock().is_err() {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let daemon =
+                crate::http::daemon_file::read(data_dir).filter(|d| d.pid.to_string() == holder);
             anyhow::bail!(
-                "another jupyter-mcp server ({}) is using the data dir {}: stop it, or give this one \
-                 its own --data-dir",
-                match holder.trim() {
-                    "" => "unknown PID".to_string(),
-                    pid => format!("PID {pid}"),
+                "another jupyter-mcp server ({}) is using the data dir {}: stop it, {}or give \
+                 this one its own --data-dir",
+                match (holder.as_str(), &daemon) {
+                    ("", _) => "unknown PID".to_string(),
+                    (pid, Some(d)) => format!("PID {pid}, daemon at {}", d.url),
+                    (pid, None) => format!("PID {pid}"),
                 },
-                data_dir.display()
+                data_dir.display(),
+                if daemon.is_some() {
+                    "connect to it (jupyter-mcp connect), "
+                } else {
+                    ""
+                }
+            );
+        }
+        if !holder.is_empty() && holder != std::process::id().to_string() {
+            tracing::info!(
+                "took over {} from PID {holder}, which is gone",
+                path.display()
             );
         }
         file.set_len(0)?;

@@ -31,10 +31,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve(args) => {
             args.shared.init_logging();
-            if args.transport == Transport::Http {
-                anyhow::bail!(
-                    "--transport http (daemon mode) is not available in this version; use stdio"
-                );
+            if args.detach {
+                // Own session and process group (connect --spawn): no terminal's signals.
+                let _ = rustix::process::setsid();
             }
             let cwd = std::env::current_dir()?;
             let config = args.shared.config(&cwd, args.stop_kernels_on_exit)?;
@@ -45,18 +44,29 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
                     Transport::Stdio => jupyter_mcp::config::ServerTransport::Stdio,
                     Transport::Http => jupyter_mcp::config::ServerTransport::Http,
                 },
+                kernel_pool: args.kernel_pool.min(64),
                 ..config
             };
-            let stop = config.stop_kernels_on_exit;
-            let _lock = jupyter_mcp::lock::ServerLock::acquire(&config.data_dir)?;
-            let engine = Engine::new(config)?;
             let mode = match args.recover {
                 Recover::Interrupt => RecoverMode::Interrupt,
                 Recover::Retry => RecoverMode::Retry,
             };
+            if args.transport == Transport::Http {
+                let options = jupyter_mcp::http::HttpOptions {
+                    bind: args.bind,
+                    token: args.token.clone(),
+                    allowed_origins: args.allowed_origins.clone(),
+                    shutdown_grace: std::time::Duration::from_secs_f64(args.shutdown_grace),
+                    recover: mode,
+                };
+                return jupyter_mcp::http::run(config, options).await;
+            }
+            let stop = config.stop_kernels_on_exit;
+            let _lock = jupyter_mcp::lock::ServerLock::acquire(&config.data_dir)?;
+            let engine = Engine::new(config)?;
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
-            engine.start_kernel_pool(args.kernel_pool.min(64));
+            engine.start_kernel_pool(engine.config().kernel_pool);
             let _auto_checkpoints = jupyter_mcp::checkpoint::auto::spawn(&engine);
             let volume = engine.config().volume;
             let _retention = jupyter_mcp::store::retention::spawn(
@@ -80,6 +90,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => {
             args.shared.init_logging();
             jupyter_mcp::run::run(args).await
+        }
+        Command::Connect(args) => {
+            args.shared.init_logging();
+            jupyter_mcp::connect::run(args).await
         }
         Command::Doctor(shared) => {
             shared.init_logging();

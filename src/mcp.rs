@@ -1,4 +1,4 @@
-//! The MCP surface (rmcp): tools over stdio. This is the only layer that knows MCP types;
+//! The MCP surface (rmcp): tools over stdio and (through `crate::http`) Streamable HTTP. This is the only layer that knows MCP types;
 //! it converts tool arguments into engine calls and engine views into tool results.
 
 // Tool helpers return `Result<_, CallToolResult>` whose error is the finished tool result itself;
@@ -18,8 +18,9 @@ macro_rules! tool_try {
 
 mod arguments;
 mod budget;
-mod frames;
+pub(crate) mod frames;
 mod params;
+mod pipeline;
 mod resources;
 mod results;
 mod server;
@@ -33,13 +34,15 @@ mod tools_notebook;
 mod tools_status;
 mod transport;
 
+pub(crate) use pipeline::{Pipeline, Started};
 pub use server::JupyterMcp;
+pub(crate) use session::TaskScope;
 
 use crate::engine::Engine;
 
 /// Serves MCP over stdin/stdout until the client disconnects. Logs go to stderr.
-/// A layer in front of rmcp (`transport`) answers malformed input, MCP tasks (2025-11-25)
-/// and revision differences.
+/// The front layer in front of rmcp (`pipeline`) answers malformed input, MCP tasks
+/// (2025-11-25) and revision differences.
 pub async fn serve_stdio(engine: Engine) -> anyhow::Result<()> {
     transport::serve(
         JupyterMcp::new(engine),

@@ -10,6 +10,14 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     bounded(s, MAX_SECONDS, "seconds")
 }
 
+/// Parses a number of seconds that may be 0: finite, 0 or more, at most one year.
+pub fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    if s.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    bounded(s, MAX_SECONDS, "seconds")
+}
+
 /// Parses a number of hours: finite, 0 or more, at most ten years.
 pub fn hours(s: &str) -> Result<f64, String> {
     if s.trim().parse::<f64>() == Ok(0.0) {

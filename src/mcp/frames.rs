@@ -13,15 +13,15 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 
 /// Longest line accepted, in bytes (16 MiB, without its `\n`).
-pub(super) const MAX_FRAME_BYTES: usize = 16 << 20;
+pub(crate) const MAX_FRAME_BYTES: usize = 16 << 20;
 
-pub(super) const PARSE_ERROR: i64 = -32700;
-pub(super) const INVALID_REQUEST: i64 = -32600;
-pub(super) const INVALID_PARAMS: i64 = -32602;
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
 
 /// One line of input.
 #[derive(Debug, PartialEq)]
-pub(super) enum Frame {
+pub(crate) enum Frame {
     /// The bytes of a line, without its `\n` (and without a trailing `\r`).
     Line(Vec<u8>),
     /// A line longer than the limit was discarded; its length in bytes.
@@ -29,14 +29,14 @@ pub(super) enum Frame {
 }
 
 /// Reads `\n`-separated lines of at most `max` bytes from a byte stream.
-pub(super) struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     inner: BufReader<R>,
     max: usize,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// A reader that keeps at most `max` bytes of one line in memory.
-    pub(super) fn new(input: R, max: usize) -> LineReader<R> {
+    pub(crate) fn new(input: R, max: usize) -> LineReader<R> {
         LineReader {
             inner: BufReader::with_capacity(64 << 10, input),
             max,
@@ -44,7 +44,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 
     /// The next line, or `None` at the end of input. A last line without `\n` still counts.
-    pub(super) async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+    pub(crate) async fn next(&mut self) -> std::io::Result<Option<Frame>> {
         let mut line = Vec::new();
         let mut dropped = 0usize;
         loop {
@@ -86,7 +86,7 @@ fn trim_cr(mut line: Vec<u8>) -> Vec<u8> {
 
 /// What to do with one line.
 #[derive(Debug)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Blank line: nothing.
     Skip,
     /// A well-formed message: pass the text on; the parsed value is for routing.
@@ -98,12 +98,12 @@ pub(super) enum Verdict {
 }
 
 /// A JSON-RPC error response.
-pub(super) fn error_response(id: Value, code: i64, message: impl Into<String>) -> Value {
+pub(crate) fn error_response(id: Value, code: i64, message: impl Into<String>) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
 }
 
 /// Judges one frame (see the module docs).
-pub(super) fn judge(frame: Frame) -> Verdict {
+pub(crate) fn judge(frame: Frame) -> Verdict {
     let bytes = match frame {
         Frame::TooLong(n) => {
             return Verdict::Reply(vec![error_response(
@@ -364,7 +364,7 @@ fn check_params(method: &str, params: Option<&Value>) -> Result<(), Problem> {
 }
 
 /// A short description of a JSON value for messages: its type and, when short, itself.
-pub(super) fn describe(value: Option<&Value>) -> String {
+pub(crate) fn describe(value: Option<&Value>) -> String {
     match value {
         None => "nothing".into(),
         Some(Value::Null) => "null".into(),

@@ -22,6 +22,8 @@ with get_execution(wait_s=...). Cell ids (not positions) address cells.";
 pub struct JupyterMcp {
     pub(crate) engine: Engine,
     tool_router: ToolRouter<JupyterMcp>,
+    /// Tasks cancelled through this server, shared by every session (see `tasks`).
+    pub(crate) cancelled: std::sync::Arc<super::tasks::Cancelled>,
 }
 
 impl JupyterMcp {
@@ -36,6 +38,7 @@ impl JupyterMcp {
                 + Self::checkpoint_router()
                 + Self::status_router()
                 + assets_router,
+            cancelled: Default::default(),
         }
     }
 

@@ -13,7 +13,7 @@
 //!   is in the text too); every tool schema is reduced to standard JSON Schema 2020-12
 //!   (see [`standard_schema`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -43,15 +43,77 @@ enum Pending {
     Starting,
 }
 
-/// The session state shared by the reader and the writer of the stdio layer.
-#[derive(Default)]
-pub(super) struct Session {
+/// Which tasks `tasks/list` shows in a session (MCP 2025-11-25 "Tasks": a requestor lists
+/// its own tasks). `tasks/get`, `tasks/result` and `tasks/cancel` accept any task id from any
+/// session: task ids are execution ids, unguessable and durable.
+#[derive(Debug)]
+pub(crate) enum TaskScope {
+    /// Every execution of the data dir (the one session of a stdio server, which owns the
+    /// data dir, including tasks created before a restart).
+    All,
+    /// The tasks created in this session, newest last (at most [`MAX_OWN_TASKS`]).
+    Own(Mutex<VecDeque<String>>),
+}
+
+/// Tasks remembered per HTTP session for `tasks/list`.
+pub(crate) const MAX_OWN_TASKS: usize = 1000;
+
+impl TaskScope {
+    /// A scope for a session that lists only its own tasks.
+    pub(crate) fn own() -> TaskScope {
+        TaskScope::Own(Mutex::new(VecDeque::new()))
+    }
+}
+
+/// The state of one MCP session shared by the input and output sides of its pipeline.
+pub(crate) struct Session {
     started: AtomicBool,
     revision: Mutex<Option<String>>,
     pending: Mutex<HashMap<String, Pending>>,
+    tasks: TaskScope,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new(TaskScope::All)
+    }
 }
 
 impl Session {
+    /// A session that has not started yet.
+    pub(crate) fn new(tasks: TaskScope) -> Session {
+        Session {
+            started: AtomicBool::new(false),
+            revision: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            tasks,
+        }
+    }
+
+    /// Notes a task created in this session.
+    pub(super) fn created_task(&self, id: &str) {
+        if let TaskScope::Own(own) = &self.tasks {
+            if let Ok(mut own) = own.lock() {
+                if own.len() >= MAX_OWN_TASKS {
+                    own.pop_front();
+                }
+                own.push_back(id.to_string());
+            }
+        }
+    }
+
+    /// The ids of the tasks this session lists, newest first; `None` for every task.
+    pub(super) fn own_tasks(&self) -> Option<Vec<String>> {
+        match &self.tasks {
+            TaskScope::All => None,
+            TaskScope::Own(own) => Some(
+                own.lock()
+                    .map(|o| o.iter().rev().cloned().collect())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
     /// Whether rmcp's session loop is running (notifications and responses may go to it).
     pub(super) fn started(&self) -> bool {
         self.started.load(Ordering::SeqCst)

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::params::{ExecuteCellArgs, ExecuteCodeArgs, RunAllArgs};
 use super::server::JupyterMcp;
-use super::session::TASK_TOOLS;
+use super::session::{Session, TASK_TOOLS};
 use super::tools_exec::Progress;
 use crate::store::{self, ExecutionRecord, Status};
 
@@ -65,9 +65,9 @@ pub(super) fn is_ours(method: &str, params: &Value) -> bool {
 }
 
 /// Answers one intercepted request with a JSON-RPC response.
-pub(super) async fn answer(svc: &JupyterMcp, req: Request) -> Value {
+pub(super) async fn answer(svc: &JupyterMcp, session: &Session, req: Request) -> Value {
     let result = match req.method.as_str() {
-        "tools/call" => create_task(svc, &req.params).await,
+        "tools/call" => create_task(svc, session, &req.params).await,
         "tasks/get" => match task_id(&req.params) {
             Ok(id) => task_state(svc, &id).await,
             Err(e) => Err(e),
@@ -80,7 +80,7 @@ pub(super) async fn answer(svc: &JupyterMcp, req: Request) -> Value {
             Ok(id) => cancel_task(svc, &id).await,
             Err(e) => Err(e),
         },
-        _ => list_tasks(svc).await,
+        _ => list_tasks(svc, session).await,
     };
     match result {
         Ok(result) => json!({"jsonrpc": "2.0", "id": req.id, "result": result}),
@@ -118,7 +118,7 @@ fn tool_failure(result: rmcp::model::CallToolResult) -> (i64, String) {
 }
 
 /// Queues the tool's work and answers with a `CreateTaskResult`.
-async fn create_task(svc: &JupyterMcp, params: &Value) -> RpcResult {
+async fn create_task(svc: &JupyterMcp, session: &Session, params: &Value) -> RpcResult {
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
     let id = match name {
         "execute_cell" => svc
@@ -141,6 +141,7 @@ async fn create_task(svc: &JupyterMcp, params: &Value) -> RpcResult {
             }),
     }
     .map_err(tool_failure)?;
+    session.created_task(&id);
     Ok(json!({ "task": task_state(svc, &id).await? }))
 }
 
@@ -167,13 +168,32 @@ async fn records(svc: &JupyterMcp, id: &str) -> Result<Vec<ExecutionRecord>, (i6
     }
 }
 
-/// Tasks cancelled in this process whose interrupt the kernel may not have confirmed yet:
-/// they are `cancelled` from the cancel response on (the execution is marked interrupted and
-/// settles as such; after a restart, recovery settles it the same way).
-fn cancelled() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
-    static CANCELLED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-        std::sync::OnceLock::new();
-    CANCELLED.get_or_init(Default::default)
+/// Tasks cancelled through this server (any session) whose interrupt the kernel may not have
+/// confirmed yet: they are `cancelled` from the cancel response on (the execution is marked
+/// interrupted and settles as such; after a restart, recovery settles it the same way). One
+/// per [`JupyterMcp`] (shared by its clones, so by every session of one server); entries are
+/// dropped once the task has finished.
+#[derive(Default)]
+pub(crate) struct Cancelled {
+    ids: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Cancelled {
+    fn contains(&self, id: &str) -> bool {
+        self.ids.lock().is_ok_and(|c| c.contains(id))
+    }
+
+    fn insert(&self, id: &str) {
+        if let Ok(mut c) = self.ids.lock() {
+            c.insert(id.to_string());
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut c) = self.ids.lock() {
+            c.remove(id);
+        }
+    }
 }
 
 /// The task (spec "Task" object) for an execution id.
@@ -183,13 +203,17 @@ async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
         .iter()
         .any(|r| r.status == Status::Running && svc.engine.live_input_prompt(&r.id).is_some());
     let unfinished = recs.iter().filter(|r| !r.status.is_terminal()).count();
+    if unfinished == 0 {
+        // The records say how it ended from now on.
+        svc.cancelled.forget(id);
+    }
     let last = recs.iter().max_by_key(|r| r.seq);
     let (status, message) = if waiting_input {
         (
             "input_required",
             "waiting for input(): answer with send_input".to_string(),
         )
-    } else if unfinished > 0 && cancelled().lock().is_ok_and(|c| c.contains(id)) {
+    } else if unfinished > 0 && svc.cancelled.contains(id) {
         (
             "cancelled",
             "cancelled; the kernel is still confirming the interrupt".to_string(),
@@ -259,7 +283,7 @@ async fn task_result(svc: &JupyterMcp, id: &str) -> RpcResult {
 /// running one interrupted) and answered `cancelled`; a finished one is an error (-32602).
 async fn cancel_task(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
-    let already = cancelled().lock().is_ok_and(|c| c.contains(id));
+    let already = svc.cancelled.contains(id) && recs.iter().any(|r| !r.status.is_terminal());
     if already || recs.iter().all(|r| r.status.is_terminal()) {
         let state = task_state(svc, id).await?;
         return Err((
@@ -281,13 +305,23 @@ async fn cancel_task(svc: &JupyterMcp, id: &str) -> RpcResult {
             .await
             .map_err(|e| (INTERNAL, e.to_string()))?;
     }
-    if let Ok(mut c) = cancelled().lock() {
-        c.insert(id.to_string());
-    }
+    svc.cancelled.insert(id);
     task_state(svc, id).await
 }
 
-async fn list_tasks(svc: &JupyterMcp) -> RpcResult {
+async fn list_tasks(svc: &JupyterMcp, session: &Session) -> RpcResult {
+    if let Some(own) = session.own_tasks() {
+        let mut tasks = Vec::new();
+        for id in own.iter().take(100) {
+            match task_state(svc, id).await {
+                Ok(task) => tasks.push(task),
+                // Deleted by retention since: no longer a task.
+                Err((INVALID_PARAMS, _)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(json!({ "tasks": tasks }));
+    }
     let recs = svc
         .engine
         .store()
