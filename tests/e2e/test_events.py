@@ -82,7 +82,13 @@ class Reader:
         self.closed = True
 
     def close(self) -> None:
+        # shutdown first: close() alone waits for the reader thread's recv to return.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(10)
 
 
 def call(d: Daemon, sid: str, tool: str, **args) -> dict:
@@ -130,6 +136,8 @@ def test_a_subscriber_sees_statuses_outputs_and_kernel_states(daemon: Daemon):
     other = Reader(d, f"/events?notebook=other.ipynb&token={d.token}")
     everything = Reader(d, "/events")
     sid = d.initialize()
+    for nb in ("ev.ipynb", "other.ipynb"):
+        call(d, sid, "create_notebook", notebook=nb)
     r = call(d, sid, "execute_code", notebook="ev.ipynb", code="print('hi')\n1 + 1")
     assert r["status"] == "completed", r
     xid = r["execution_id"]
@@ -170,6 +178,7 @@ def test_a_stalled_client_slows_nobody_and_is_disconnected(daemon: Daemon):
     assert b" 101 " in status
     fast = Reader(d, "/events?notebook=flood.ipynb")
     sid = d.initialize()
+    call(d, sid, "create_notebook", notebook="flood.ipynb")
     code = "for i in range(20000):\n    print(f'{i:05d} ' + 'x' * 600, flush=True)"
     r = call(d, sid, "execute_code", notebook="flood.ipynb", code=code, timeout_s=150)
     assert r["status"] == "completed", r
@@ -210,6 +219,7 @@ def test_a_stalled_client_slows_nobody_and_is_disconnected(daemon: Daemon):
     wait_for(lambda: metric(d, "events_disconnected_total") > disconnected_before, 60,
              "the stalled client to be disconnected")
     assert metric(d, "events_dropped_total") > dropped_before
-    wait_for(lambda: metric(d, "events_clients") == 1, 30, "only the fast client left")
+    wait_for(lambda: metric(d, "events_clients") == 1, 30,
+             f"only the fast client left (events_clients {metric(d, 'events_clients')})")
     fast.close()
     stalled.close()
