@@ -262,10 +262,16 @@ pub(super) async fn claim(
     ))
 }
 
-/// Runs `os.chdir(folder)` in the kernel (silently) and waits for its reply and idle.
+/// Runs `os.chdir(folder)` in the kernel (silently, nothing left in its namespace) and waits
+/// for its reply and idle.
 async fn change_dir(client: &jmcp_kernel::KernelClient, folder: &str) -> Result<(), String> {
     let literal = serde_json::to_string(folder).map_err(|e| e.to_string())?;
-    let code = format!("__import__('os').chdir({literal})");
+    // sys.path entries naming the old folder (a kernel started with `python -m` may have
+    // one; ipykernel keeps '') follow the move, so local imports resolve as in a kernel
+    // started in the notebook's folder.
+    let code = format!(
+        "def __jmcp_cd(d):\n    import os, sys\n    old = os.getcwd()\n    os.chdir(d)\n    sys.path[:] = [d if p == old else p for p in sys.path]\n__jmcp_cd({literal})\ndel __jmcp_cd"
+    );
     let opts = ExecuteOptions {
         store_history: false,
         allow_stdin: false,

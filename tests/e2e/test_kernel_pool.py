@@ -30,6 +30,7 @@ async def pool_pids(c, want: int, timeout: float = 60.0) -> list[int]:
 def test_first_execution_claims_the_pooled_kernel(mcp):
     mcp.extra_args = ["--kernel-pool", "1"]
     (mcp.root / "sub").mkdir()
+    (mcp.root / "sub" / "localmod.py").write_text("VALUE = 7\n")
 
     async def body(c):
         [pooled] = await pool_pids(c, 1)
@@ -50,6 +51,11 @@ def test_first_execution_claims_the_pooled_kernel(mcp):
         # A replacement is started in the background; it is a different kernel.
         [fresh] = await pool_pids(c, 1)
         assert fresh != pooled and pid_alive(fresh)
+        # Modules beside the notebook import as in a kernel started in its folder; the
+        # move left nothing in the user's namespace.
+        r = await c.ok("execute_code", notebook="sub/new.ipynb",
+                       code="import localmod; print(localmod.VALUE, '__jmcp_cd' in dir())")
+        assert stream_text(r["outputs"]) == "7 False\n", r
         # The claimed kernel keeps its state like any notebook's kernel.
         r = await c.ok("execute_code", notebook="sub/new.ipynb", code="x = 5\nx * 2")
         assert r["status"] == "completed"
