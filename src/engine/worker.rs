@@ -44,6 +44,14 @@ pub async fn serve(
                 flush_logged(session, &mut pending).await;
                 continue;
             }
+            // A notebook nobody has used for a while is forgotten (its worker ends), so a
+            // server that runs for months keeps no state per notebook it ever touched.
+            _ = tokio::time::sleep(engine.config().volume.retire_idle_notebooks_after), if pending.is_empty() => {
+                if engine.retire(session, rx) {
+                    return;
+                }
+                continue;
+            }
         };
         let Some(job) = job else { break };
         // Terminal states the store refused earlier are recorded first, in order.
@@ -388,6 +396,16 @@ async fn drive(
                                         &m.buffers,
                                     );
                                 }
+                            }
+                            // Outputs inside an Output widget (`with out:`) go to the widget.
+                            let captured = m.parent_msg_id.as_deref().is_some_and(|parent| {
+                                session
+                                    .widgets
+                                    .lock()
+                                    .is_ok_and(|mut w| w.capture(parent, &m.msg_type, &m.content))
+                            });
+                            if captured {
+                                continue;
                             }
                             publish_output(engine, rec, &m.msg_type, &m.content);
                             let mut changed = false;
