@@ -177,3 +177,19 @@ async fn same_ids_from_concurrent_requests_get_their_own_answers_and_idle_sessio
         "an ended session takes no requests"
     );
 }
+
+#[tokio::test]
+async fn sessions_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _) = app(dir.path());
+    let mut made = 0;
+    while let Some(_) = state.sessions.create().unwrap() {
+        made += 1;
+        assert!(made <= MAX_SESSIONS, "no bound");
+    }
+    assert_eq!(made, MAX_SESSIONS);
+    assert_eq!(state.session_count(), MAX_SESSIONS);
+    state.sessions.end_all().await;
+    assert_eq!(state.session_count(), 0);
+    assert!(state.sessions.create().unwrap().is_some(), "room again");
+}

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 
 import chaos
@@ -80,7 +81,7 @@ def test_token_origin_host_and_limits(daemon: Daemon):
     sid = d.initialize()
     params = d.rpc(sid, "tools/call", {"name": "read_notebook", "arguments": []}, id="x")
     assert params["id"] == "x" and params["error"]["code"] == -32602
-    deleted = __import__("httpx2").delete(d.url, headers={**d.auth(), "Mcp-Session-Id": sid})
+    deleted = httpx2.delete(d.url, headers={**d.auth(), "Mcp-Session-Id": sid})
     assert deleted.status_code in (200, 204)
     assert d.post({"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
                   headers={"Mcp-Session-Id": sid}).status_code == 404
@@ -251,12 +252,24 @@ def test_kill9_restart_reattaches_then_sigterm_lets_the_cell_finish(tmp_path: Pa
             "notebook": "k.ipynb", "timeout_s": 0.1,
             "code": "import os, time\nwhile not os.path.exists('gate'):\n    time.sleep(0.02)\nprint('finished in grace')"}}))
         assert running["status"] == "running", running
+        # A request in flight at SIGTERM: its SSE response has started (headers received).
+        http = httpx2.Client(timeout=120)
+        waiting = http.send(http.build_request("POST", d.url, headers={
+            **d.auth(), "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL,
+        }, content=json.dumps({"jsonrpc": "2.0", "id": "in-flight", "method": "tools/call", "params": {
+            "name": "get_execution", "_meta": {"progressToken": "w"},
+            "arguments": {"execution_id": running["execution_id"], "wait_s": 120}}})), stream=True)
+        assert waiting.status_code == 200 and waiting.headers["content-type"].startswith("text/event-stream")
         d.signal(signal.SIGTERM)
         wait_for(lambda: d.get("/health/ready").status_code == 503, 30, "draining")
         refused = d.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                          headers={"Mcp-Session-Id": sid})
         assert refused.status_code == 503, refused.text
         gate.touch()
+        events = [json.loads(line[5:]) for line in waiting.read().decode().splitlines() if line.startswith("data:")]
+        http.close()
+        assert tool_json(events[-1])["status"] == "completed", "a request in flight at SIGTERM is answered"
         assert d.wait(60) == 0, d.stderr()
         assert read_daemon_json(data) is None, "a clean exit removes daemon.json"
         with sqlite3.connect(data / "state.db") as db:
