@@ -71,10 +71,15 @@ fi
 
 # 3b. bash kernelspec (bash_kernel ships no data files; its installer writes one)
 BSPEC="$VENV/share/jupyter/kernels/bash/kernel.json"
-if [[ -f "$BSPEC" ]]; then
+# Its argv names the interpreter by absolute path: a venv made elsewhere (or a worktree's
+# symlinked one) leaves a kernelspec that cannot start; rewrite it then.
+bspec_ok() {
+    [[ -f "$BSPEC" ]] && "$VENV/bin/python" -c 'import json, os, sys; sys.exit(not os.access(json.load(open(sys.argv[1]))["argv"][0], os.X_OK))' "$BSPEC"
+}
+if bspec_ok; then
     step "kernelspec: bash at ${BSPEC#"$REPO_ROOT"/}"
 else
-    step "kernelspec: bash missing from .venv, running bash_kernel.install --sys-prefix"
+    step "kernelspec: bash missing from .venv or stale, running bash_kernel.install --sys-prefix"
     quiet "$VENV/bin/python" -m bash_kernel.install --sys-prefix
     [[ -f "$BSPEC" ]] || die "bash_kernel.install did not create $BSPEC"
 fi

@@ -264,6 +264,7 @@ impl Shared {
             keep_executions_days: (self.keep_executions_days > 0.0)
                 .then_some(self.keep_executions_days.min(365.0 * 100.0)),
             keep_executions: (self.keep_executions > 0).then_some(self.keep_executions),
+            ..Default::default()
         })
     }
 

@@ -51,6 +51,9 @@ pub struct VolumeLimits {
     pub keep_executions_days: Option<f64>,
     /// At most this many finished executions are kept, newest first (default 100,000).
     pub keep_executions: Option<u64>,
+    /// A notebook without a kernel, queue or pending writes, that no call uses, is forgotten
+    /// after this long (its worker task ends; the next call starts a new one). Default 10 min.
+    pub retire_idle_notebooks_after: Duration,
 }
 
 impl Default for VolumeLimits {
@@ -61,6 +64,7 @@ impl Default for VolumeLimits {
             max_notebook_bytes: jmcp_notebook::limit::DEFAULT_MAX_NOTEBOOK_BYTES,
             keep_executions_days: Some(30.0),
             keep_executions: Some(100_000),
+            retire_idle_notebooks_after: Duration::from_secs(600),
         }
     }
 }

@@ -21,6 +21,7 @@ mod live;
 mod notebook_ops;
 mod ops;
 mod recover;
+mod retire;
 mod session;
 mod supervise;
 mod testhooks;

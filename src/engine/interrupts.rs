@@ -9,6 +9,7 @@
 //! that went idle without a reply after a shell barrier (see `KernelClient::shell_barrier`).
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::session::NotebookSession;
 use super::{Engine, EngineResult};
@@ -42,6 +43,11 @@ impl InterruptGate {
             s.waiting = true;
             false
         }
+    }
+
+    /// Whether the kernel has started the request (an interrupt now reaches the cell).
+    pub fn started(&self) -> bool {
+        self.state.lock().map(|s| s.started).unwrap_or(false)
     }
 
     /// Marks the request as started by the kernel. True when an interrupt was waiting: the
@@ -81,6 +87,41 @@ impl Engine {
             }
         }
         Ok(oldest)
+    }
+}
+
+/// How often an interrupt is repeated while its execution goes on ([`resend_until_ended`]).
+const RESEND_EVERY: Duration = Duration::from_secs(1);
+/// How long `interrupt_kernel` follows its execution before answering.
+const FOLLOW_FOR: Duration = Duration::from_secs(10);
+
+/// Follows execution `id` after an interrupt was asked for it, for at most [`FOLLOW_FOR`]:
+/// while the kernel has started the request and the execution still runs after
+/// [`RESEND_EVERY`], SIGINT is sent again. ipykernel can swallow a SIGINT that lands in its
+/// own code between `execute_input` and the start of the cell (about 1 in 5 when the
+/// interrupt follows `execute_code` at once); a repeat then lands in the cell. A repeat is
+/// sent only while `id` is still the notebook's running execution, checked right before
+/// sending; the next request is not sent before the worker has ended this one.
+pub(super) async fn resend_until_ended(
+    engine: &Engine,
+    session: &NotebookSession,
+    kernel: &super::session::RunningKernel,
+    id: &str,
+) -> EngineResult<()> {
+    let deadline = tokio::time::Instant::now() + FOLLOW_FOR;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let view = engine.wait(id, left.min(RESEND_EVERY)).await?;
+        if view.record.status.is_terminal() || left <= RESEND_EVERY {
+            return Ok(());
+        }
+        let still_running = session
+            .running()
+            .is_some_and(|r| r.id == id && r.gate.started());
+        if still_running {
+            tracing::debug!(execution = %id, "the execution goes on after an interrupt: sending SIGINT again");
+            super::session::interrupt(kernel).await?;
+        }
     }
 }
 

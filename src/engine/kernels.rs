@@ -69,7 +69,7 @@ impl Engine {
             }
         };
         if let Some(id) = target {
-            self.wait(&id, Duration::from_secs(10)).await?;
+            super::interrupts::resend_until_ended(self, &session, &kernel, &id).await?;
         }
         self.kernel_view(&session).await
     }

@@ -44,6 +44,14 @@ pub async fn serve(
                 flush_logged(session, &mut pending).await;
                 continue;
             }
+            // A notebook nobody has used for a while is forgotten (its worker ends), so a
+            // server that runs for months keeps no state per notebook it ever touched.
+            _ = tokio::time::sleep(engine.config().volume.retire_idle_notebooks_after), if pending.is_empty() => {
+                if engine.retire(session, rx) {
+                    return;
+                }
+                continue;
+            }
         };
         let Some(job) = job else { break };
         // Terminal states the store refused earlier are recorded first, in order.

@@ -73,7 +73,7 @@ def test_chaos_fault_rounds(kind):
 
 @pytest.mark.timeout(900)
 def test_chaos_rounds():
-    rounds = int(os.environ.get("CHAOS_ROUNDS", "20"))
+    rounds = int(os.environ.get("CHAOS_ROUNDS", "8"))
     seed0 = int(os.environ.get("CHAOS_SEED", "1000"))
     failures = []
     for i in range(rounds):

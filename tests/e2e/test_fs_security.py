@@ -16,12 +16,15 @@ import asyncio
 import hashlib
 import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
 import anyio
+import pytest
 
-from helpers import stream_text, text_of, write_nb
+from conftest import BINARY, VENV
+from helpers import kill_pids, pids_mentioning, read_nb, stream_text, text_of, write_nb
 
 # A hang guard (a broken server would otherwise block the suite), not a timing assertion.
 HANG_GUARD_S = 120
@@ -215,3 +218,30 @@ def test_a_data_dir_inside_the_notebook_folder_leaves_the_kernel_able_to_create_
     sc, text = mcp.run(body)
     assert sc["status"] == "completed", text
     assert (mcp.root / "made.txt").read_text() == "ok"
+
+
+@pytest.mark.timeout(180)
+def test_a_fresh_account_starts_its_first_confined_kernel(tmp_path):
+    # A new user has no ~/.ipython, and the default data dir (~/.local/share/jupyter-mcp) puts
+    # `~` among the folders where a confined kernel cannot create entries: IPython could not
+    # create its profile folder and the very first kernel died on start. The usual per-user
+    # folders are now created before the kernel is confined; other new entries right in `~`
+    # stay refused (README "Safety").
+    home, proj = tmp_path / "home", tmp_path / "home" / "proj"
+    proj.mkdir(parents=True)
+    nb = proj / "n.ipynb"
+    write_nb(nb, [("code", "import os\nprint(os.path.isdir(os.path.expanduser('~/.ipython')))")])
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JUPYTER_MCP_", "IPYTHONDIR", "XDG_", "MPLCONFIGDIR"))}
+    env.update(HOME=str(home), PATH=f"{VENV / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+               VIRTUAL_ENV=str(VENV))
+    try:
+        proc = subprocess.run([str(BINARY), "run", str(nb)], env=env, cwd=proj, timeout=150,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        out = read_nb(nb)["cells"][0]["outputs"]
+        assert stream_text(out).strip() == "True", out
+    finally:
+        leftovers = pids_mentioning(home)
+        if leftovers:
+            kill_pids(leftovers)

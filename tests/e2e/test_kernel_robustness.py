@@ -86,8 +86,6 @@ def test_a_request_finished_without_reply_settles_and_the_queue_goes_on(mcp):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason="known gap (hotpath report): a SIGINT delivered at the "
-                   "kernel's execute_input can still be lost by ipykernel in about 1 round of 5")
 def test_interrupt_right_after_execute_code_takes_effect(mcp):
     async def body(c):
         await c.ok("create_notebook", notebook="i.ipynb")

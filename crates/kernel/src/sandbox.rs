@@ -9,6 +9,12 @@
 //! of `D` after the kernel started (e.g. with the default data dir, a new file right in
 //! `~/.local/share`; with a data dir in `/tmp`, a new file right in `/tmp`).
 //!
+//! Kernels need a few per-user folders that usually sit right in `~` or `~/.local/share`
+//! (IPython's `~/.ipython`, created on first start; the XDG cache, config and data folders).
+//! Those that are missing are created before a kernel is confined ([`USER_DIRS`]), so a
+//! first kernel on a fresh account starts; any other new entry directly in an ancestor
+//! stays refused.
+//!
 //! A Landlock domain also stops the sandboxed process from `ptrace`-ing or reading
 //! `/proc/<pid>/{environ,mem,fd}` of processes outside it, i.e. of the server, whose memory
 //! and environment hold the key.
@@ -58,6 +64,7 @@ pub fn restrict_current_thread(
     if hide.is_empty() {
         return Ok(Confinement::None);
     }
+    create_user_dirs(&hide, &user_dirs(|k| std::env::var_os(k)));
     let all = AccessFs::from_all(ABI_WANTED);
     let mut granted: Vec<PathBuf> = except
         .iter()
@@ -104,6 +111,53 @@ pub fn restrict_current_thread(
         RulesetStatus::PartiallyEnforced => Confinement::Partial,
         RulesetStatus::NotEnforced => Confinement::NotEnforced,
     })
+}
+
+/// Per-user folders kernels create on their own: `(environment variable naming it, path
+/// under `$HOME` otherwise)`. IPython's profile folder, the XDG base folders, Jupyter's
+/// data folder (under the XDG data folder) and pip's `--user` folders.
+pub const USER_DIRS: [(Option<&str>, &str); 6] = [
+    (Some("IPYTHONDIR"), ".ipython"),
+    (Some("XDG_CACHE_HOME"), ".cache"),
+    (Some("XDG_CONFIG_HOME"), ".config"),
+    (Some("XDG_DATA_HOME"), ".local/share"),
+    (None, ".local/share/jupyter"),
+    (None, ".local/lib"),
+];
+
+/// The absolute paths of [`USER_DIRS`] in an environment read by `var`.
+pub fn user_dirs(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let home = var("HOME").map(PathBuf::from).filter(|h| h.is_absolute());
+    USER_DIRS
+        .iter()
+        .filter_map(|(env, rel)| {
+            env.and_then(&var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| home.as_ref().map(|h| h.join(rel)))
+        })
+        .collect()
+}
+
+/// Creates each missing folder of `dirs` whose parent is an ancestor of a hidden folder
+/// (where a confined kernel could not create it). Failures are logged, not fatal: the
+/// kernel then meets the same error it would have met unconfined.
+fn create_user_dirs(hide: &[PathBuf], dirs: &[PathBuf]) {
+    for dir in dirs {
+        let Some(parent) = dir.parent().and_then(|p| p.canonicalize().ok()) else {
+            continue;
+        };
+        let above_hidden = hide.iter().any(|h| h.starts_with(&parent) && h != &parent);
+        let inside_hidden = hide.iter().any(|h| parent.starts_with(h));
+        if above_hidden && !inside_hidden && !dir.exists() {
+            if let Err(e) = std::fs::create_dir(dir) {
+                tracing::warn!(
+                    "could not create {} before confining a kernel: {e}",
+                    dir.display()
+                );
+            }
+        }
+    }
 }
 
 /// Splits `(path, is_dir)` pairs into directories and everything else.
