@@ -279,3 +279,36 @@ def test_kill9_restart_reattaches_then_sigterm_lets_the_cell_finish(tmp_path: Pa
     finally:
         kill_pids(kernel)
         cleanup(data)
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_disconnects_mid_call_loses_nothing(daemon: Daemon):
+    """The HTTP request of a running execute_code is closed by its client; the execution
+    goes on and another session reads it with get_execution."""
+    d = daemon
+    sid, other = d.initialize(), d.initialize()
+    d.rpc(sid, "tools/call", {"name": "create_notebook", "arguments": {"notebook": "dc.ipynb"}})
+    gate = d.root / "dc-gate"
+    http = httpx2.Client(timeout=60)
+    response = http.send(http.build_request("POST", d.url, headers={
+        **d.auth(), "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL,
+    }, content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "execute_code", "_meta": {"progressToken": "dc"},
+        "arguments": {"notebook": "dc.ipynb", "timeout_s": 60,
+                      "code": "import os, time\nwhile not os.path.exists('dc-gate'):\n    time.sleep(0.02)\nprint('after the disconnect')"}}})),
+        stream=True)
+    assert response.status_code == 200  # the request is in the session's pipeline
+    response.close()
+    http.close()  # the client is gone
+
+    def listed():
+        execs = tool_json(d.rpc(other, "tools/call", {"name": "list_executions",
+                                                      "arguments": {"notebook": "dc.ipynb"}}))["executions"]
+        return execs[0]["execution_id"] if execs else None
+
+    eid = wait_for(listed, 30, "the execution of the closed request")
+    gate.touch()
+    done = tool_json(d.rpc(other, "tools/call", {"name": "get_execution",
+                                                 "arguments": {"execution_id": eid, "wait_s": 60}}))
+    assert done["status"] == "completed" and "after the disconnect" in json.dumps(done), done
