@@ -291,8 +291,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes `metadata.kernelspec` (if missing) and `metadata.language_info` into the
-    /// notebook, as JupyterLab and nbclient do.
+    /// Writes `metadata.kernelspec` (if missing or incomplete) and `metadata.language_info`
+    /// into the notebook, as JupyterLab and nbclient do.
     async fn record_kernel_metadata(&self, session: &Arc<NotebookSession>, kernel: &RunningKernel) {
         let (path, lock) = (session.path.clone(), session.file_lock.clone());
         if !path.abs.exists() {
@@ -306,9 +306,7 @@ impl Engine {
         let language_info = kernel.kernel_info.get("language_info").cloned();
         let r = tokio::task::spawn_blocking(move || {
             notebook_ops::update(&path, &lock, |nb| {
-                if !nb.metadata.contains_key("kernelspec") {
-                    nb.metadata.insert("kernelspec".into(), spec);
-                }
+                complete_kernelspec(&mut nb.metadata, spec);
                 if let Some(li) = language_info {
                     nb.metadata.insert("language_info".into(), li);
                 }
@@ -319,5 +317,59 @@ impl Engine {
         if let Ok(Err(e)) | Err(e) = r.map_err(|e| EngineError::InvalidArgument(e.to_string())) {
             tracing::warn!("could not record kernel metadata: {e}");
         }
+    }
+}
+
+/// Puts `spec` (`{display_name, language, name}` of the kernel that ran) into
+/// `metadata.kernelspec` when there is none, and fills in the fields the nbformat v4 schema
+/// requires (`name`, `display_name`: strings) when the notebook's own lacks them (e.g. a
+/// `{"language": "python"}` written by another tool, which nbformat.validate refuses). Fields
+/// the notebook already has are kept.
+fn complete_kernelspec(
+    metadata: &mut serde_json::Map<String, serde_json::Value>,
+    spec: serde_json::Value,
+) {
+    let serde_json::Value::Object(spec) = spec else {
+        return;
+    };
+    match metadata.get_mut("kernelspec") {
+        Some(serde_json::Value::Object(existing)) => {
+            for key in ["name", "display_name"] {
+                if !existing.get(key).is_some_and(serde_json::Value::is_string) {
+                    if let Some(v) = spec.get(key) {
+                        existing.insert(key.into(), v.clone());
+                    }
+                }
+            }
+        }
+        _ => {
+            metadata.insert("kernelspec".into(), serde_json::Value::Object(spec));
+        }
+    }
+}
+
+#[cfg(test)]
+mod kernelspec_tests {
+    use serde_json::json;
+
+    #[test]
+    fn an_incomplete_kernelspec_is_completed_and_a_full_one_kept() {
+        let spec = json!({"display_name": "Python 3", "language": "python", "name": "python3"});
+        let mut m = json!({"kernelspec": {"language": "python"}})
+            .as_object()
+            .unwrap()
+            .clone();
+        super::complete_kernelspec(&mut m, spec.clone());
+        assert_eq!(m["kernelspec"], spec);
+        let own = json!({"display_name": "Mine", "language": "python", "name": "other", "x": 1});
+        let mut m = json!({"kernelspec": own.clone()})
+            .as_object()
+            .unwrap()
+            .clone();
+        super::complete_kernelspec(&mut m, spec.clone());
+        assert_eq!(m["kernelspec"], own);
+        let mut m = serde_json::Map::new();
+        super::complete_kernelspec(&mut m, spec.clone());
+        assert_eq!(m["kernelspec"], spec);
     }
 }

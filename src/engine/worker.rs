@@ -390,6 +390,16 @@ async fn drive(
                                     );
                                 }
                             }
+                            // Outputs inside an Output widget (`with out:`) go to the widget.
+                            let captured = m.parent_msg_id.as_deref().is_some_and(|parent| {
+                                session
+                                    .widgets
+                                    .lock()
+                                    .is_ok_and(|mut w| w.capture(parent, &m.msg_type, &m.content))
+                            });
+                            if captured {
+                                continue;
+                            }
                             let mut changed = false;
                             for applied in acc.apply(&m.msg_type, &m.content) {
                                 match applied {
