@@ -7,7 +7,8 @@
 //! the `data` of each SSE event) is written to stdout as one line. `initialize` is forwarded
 //! before anything else is read, so the session id is known for what follows. If the daemon
 //! forgets the session (404: it restarted, or the session expired) the bridge replays the
-//! client's `initialize` and retries once. When stdin ends, the session is DELETEd.
+//! client's `initialize` and retries once. When stdin ends, answers on their way get two
+//! seconds, then the session is DELETEd.
 //!
 //! URL: the argument, else `DATA_DIR/daemon.json` (if its PID is alive), else
 //! `http://127.0.0.1:3000/mcp`. Token: `--token` / `JUPYTER_MCP_TOKEN`, else `DATA_DIR/token`.
@@ -29,6 +30,9 @@ use tokio::sync::mpsc;
 use crate::cli::ConnectArgs;
 use crate::http::daemon_file;
 use crate::mcp::frames::{self, LineReader, Verdict};
+
+/// How long answers still on their way are waited for after stdin ends.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The URL used when none is given and no daemon file names one.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3000/mcp";
@@ -91,6 +95,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         out,
     });
     let mut input = LineReader::new(tokio::io::stdin(), frames::MAX_FRAME_BYTES);
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         let frame = match input.next().await {
             Ok(Some(f)) => f,
@@ -116,14 +121,22 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
                     bridge.forward(line, msg).await;
                 } else {
                     let b = bridge.clone();
-                    tokio::spawn(async move { b.forward(line, msg).await });
+                    in_flight.spawn(async move { b.forward(line, msg).await });
+                    while in_flight.try_join_next().is_some() {}
                 }
             }
         }
     }
+    // The client closed stdin: answers still on their way get a moment (a piped client may
+    // still read them), then the session ends; a call still running goes on in the daemon.
+    let _ = tokio::time::timeout(LINGER, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    in_flight.abort_all();
     bridge.end_session().await;
     drop(bridge);
-    let _ = writer.await;
+    let _ = tokio::time::timeout(LINGER, writer).await;
     Ok(0)
 }
 

@@ -312,3 +312,7 @@ async fn drain_executions(engine: &Engine, grace: Duration) {
     let waits = running.iter().map(|r| engine.wait(&r.id, grace));
     let _ = tokio::time::timeout(grace, futures::future::join_all(waits)).await;
 }
+
+#[cfg(test)]
+#[path = "http/tests.rs"]
+mod tests;

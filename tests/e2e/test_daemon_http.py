@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 
 import chaos
@@ -80,7 +81,7 @@ def test_token_origin_host_and_limits(daemon: Daemon):
     sid = d.initialize()
     params = d.rpc(sid, "tools/call", {"name": "read_notebook", "arguments": []}, id="x")
     assert params["id"] == "x" and params["error"]["code"] == -32602
-    deleted = __import__("httpx2").delete(d.url, headers={**d.auth(), "Mcp-Session-Id": sid})
+    deleted = httpx2.delete(d.url, headers={**d.auth(), "Mcp-Session-Id": sid})
     assert deleted.status_code in (200, 204)
     assert d.post({"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
                   headers={"Mcp-Session-Id": sid}).status_code == 404
@@ -251,12 +252,24 @@ def test_kill9_restart_reattaches_then_sigterm_lets_the_cell_finish(tmp_path: Pa
             "notebook": "k.ipynb", "timeout_s": 0.1,
             "code": "import os, time\nwhile not os.path.exists('gate'):\n    time.sleep(0.02)\nprint('finished in grace')"}}))
         assert running["status"] == "running", running
+        # A request in flight at SIGTERM: its SSE response has started (headers received).
+        http = httpx2.Client(timeout=120)
+        waiting = http.send(http.build_request("POST", d.url, headers={
+            **d.auth(), "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL,
+        }, content=json.dumps({"jsonrpc": "2.0", "id": "in-flight", "method": "tools/call", "params": {
+            "name": "get_execution", "_meta": {"progressToken": "w"},
+            "arguments": {"execution_id": running["execution_id"], "wait_s": 120}}})), stream=True)
+        assert waiting.status_code == 200 and waiting.headers["content-type"].startswith("text/event-stream")
         d.signal(signal.SIGTERM)
         wait_for(lambda: d.get("/health/ready").status_code == 503, 30, "draining")
         refused = d.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                          headers={"Mcp-Session-Id": sid})
         assert refused.status_code == 503, refused.text
         gate.touch()
+        events = [json.loads(line[5:]) for line in waiting.read().decode().splitlines() if line.startswith("data:")]
+        http.close()
+        assert tool_json(events[-1])["status"] == "completed", "a request in flight at SIGTERM is answered"
         assert d.wait(60) == 0, d.stderr()
         assert read_daemon_json(data) is None, "a clean exit removes daemon.json"
         with sqlite3.connect(data / "state.db") as db:
@@ -266,3 +279,36 @@ def test_kill9_restart_reattaches_then_sigterm_lets_the_cell_finish(tmp_path: Pa
     finally:
         kill_pids(kernel)
         cleanup(data)
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_disconnects_mid_call_loses_nothing(daemon: Daemon):
+    """The HTTP request of a running execute_code is closed by its client; the execution
+    goes on and another session reads it with get_execution."""
+    d = daemon
+    sid, other = d.initialize(), d.initialize()
+    d.rpc(sid, "tools/call", {"name": "create_notebook", "arguments": {"notebook": "dc.ipynb"}})
+    gate = d.root / "dc-gate"
+    http = httpx2.Client(timeout=60)
+    response = http.send(http.build_request("POST", d.url, headers={
+        **d.auth(), "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL,
+    }, content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "execute_code", "_meta": {"progressToken": "dc"},
+        "arguments": {"notebook": "dc.ipynb", "timeout_s": 60,
+                      "code": "import os, time\nwhile not os.path.exists('dc-gate'):\n    time.sleep(0.02)\nprint('after the disconnect')"}}})),
+        stream=True)
+    assert response.status_code == 200  # the request is in the session's pipeline
+    response.close()
+    http.close()  # the client is gone
+
+    def listed():
+        execs = tool_json(d.rpc(other, "tools/call", {"name": "list_executions",
+                                                      "arguments": {"notebook": "dc.ipynb"}}))["executions"]
+        return execs[0]["execution_id"] if execs else None
+
+    eid = wait_for(listed, 30, "the execution of the closed request")
+    gate.touch()
+    done = tool_json(d.rpc(other, "tools/call", {"name": "get_execution",
+                                                 "arguments": {"execution_id": eid, "wait_s": 60}}))
+    assert done["status"] == "completed" and "after the disconnect" in json.dumps(done), done
