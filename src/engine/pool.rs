@@ -165,17 +165,8 @@ async fn start_one(engine: &Engine) -> Result<Pooled, String> {
         .await
         .map_err(|e| e.to_string())?;
     let launched = &started.launched;
-    let record = KernelSessionRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        notebook: POOL_NOTEBOOK.to_string(),
-        kernel_name: spec.name.clone(),
-        pid: Some(launched.pid),
-        pid_start_time: launched.start_time,
-        connection_file: Some(launched.connection_file.to_string_lossy().to_string()),
-        log_file: Some(launched.log_file.to_string_lossy().to_string()),
-        state: "pool".into(),
-        started_at: store::now(),
-    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let record = session::launched_record(&id, POOL_NOTEBOOK, &spec, launched, "pool");
     let rec = record.clone();
     let pooled = Pooled {
         started,

@@ -225,17 +225,7 @@ pub async fn launch_kernel(
             cfg.data_dir.display()
         );
     }
-    let record = KernelSessionRecord {
-        id: kernel_id.clone(),
-        notebook: session.path.rel.clone(),
-        kernel_name: spec.name.clone(),
-        pid: Some(launched.pid),
-        pid_start_time: launched.start_time,
-        connection_file: Some(launched.connection_file.to_string_lossy().to_string()),
-        log_file: Some(launched.log_file.to_string_lossy().to_string()),
-        state: "idle".into(),
-        started_at: store::now(),
-    };
+    let record = launched_record(&kernel_id, &session.path.rel, spec, &launched, "idle");
     let rec = record.clone();
     if let Err(e) = engine.store().call(move |c| rec.insert(c)).await {
         engine.kernel_state(nb, &kernel_id, "dead", None);
@@ -290,6 +280,28 @@ pub(super) fn install_started(
     };
     watch_kernel(engine, session, &kernel, exit_tx, exit);
     kernel
+}
+
+/// The `kernel_sessions` row of a kernel just launched from `spec`, for `notebook` (root-relative;
+/// empty for a pool kernel) in `state`, started now.
+pub(super) fn launched_record(
+    id: &str,
+    notebook: &str,
+    spec: &KernelSpec,
+    launched: &jmcp_kernel::launch::LaunchedKernel,
+    state: &str,
+) -> KernelSessionRecord {
+    KernelSessionRecord {
+        id: id.to_string(),
+        notebook: notebook.to_string(),
+        kernel_name: spec.name.clone(),
+        pid: Some(launched.pid),
+        pid_start_time: launched.start_time,
+        connection_file: Some(launched.connection_file.to_string_lossy().to_string()),
+        log_file: Some(launched.log_file.to_string_lossy().to_string()),
+        state: state.to_string(),
+        started_at: store::now(),
+    }
 }
 
 /// A kernel found alive after a server restart, reconnected and confirmed with kernel_info.

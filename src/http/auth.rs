@@ -269,20 +269,7 @@ pub fn load_token(data_dir: &Path, given: Option<&str>) -> anyhow::Result<(Strin
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("no OS randomness for the token: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = data_dir.join(format!(".token.{}.tmp", std::process::id()));
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(token.as_bytes())?;
-        f.sync_all()?;
-    }
+    let tmp = super::daemon_file::write_private_temp(data_dir, ".token", token.as_bytes())?;
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
     match linked {

@@ -7,6 +7,29 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Writes `bytes` to `DATA_DIR/<stem>.<pid>.tmp` (mode 0600, fsync'd) and returns its path,
+/// for the caller to rename or hard-link into place. Errors name the file.
+pub(crate) fn write_private_temp(
+    data_dir: &Path,
+    stem: &str,
+    bytes: &[u8],
+) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = data_dir.join(format!("{stem}.{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    Ok(tmp)
+}
+
 /// The content of `daemon.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DaemonInfo {
@@ -72,20 +95,11 @@ pub fn write(data_dir: &Path, url: &str) -> anyhow::Result<DaemonInfo> {
         pid: std::process::id(),
         started_at: crate::store::now(),
     };
-    let tmp = data_dir.join(format!(".daemon.json.{}.tmp", std::process::id()));
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(&info)?.as_bytes())?;
-        f.sync_all()?;
-    }
+    let tmp = write_private_temp(
+        data_dir,
+        ".daemon.json",
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+    )?;
     std::fs::rename(&tmp, path(data_dir))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path(data_dir).display()))?;
     Ok(info)
