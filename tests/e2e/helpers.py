@@ -254,3 +254,27 @@ class PidTracker:
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM each one's process group, SIGKILL after `grace`."""
         kill_pids(self.pids, grace)
+
+
+def nbclient_execute(path: Path, shared_dirs, **kw) -> nbformat.NotebookNode:
+    """Runs the notebook at `path` with nbclient itself (allow_errors, in its own folder), with
+    the kernel environment the server's kernels get (shared IPYTHONDIR and MPLCONFIGDIR);
+    `kw` goes to NotebookClient. Returns the executed notebook (not written)."""
+    import os
+
+    from nbclient import NotebookClient
+
+    ipython_dir, mpl_dir = shared_dirs
+    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "MPLCONFIGDIR")}
+    os.environ.update(IPYTHONDIR=str(ipython_dir), MPLCONFIGDIR=str(mpl_dir))
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        NotebookClient(nb, allow_errors=True, record_timing=False, timeout=60,
+                       resources={"metadata": {"path": str(path.parent)}}, **kw).execute()
+        return nb
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

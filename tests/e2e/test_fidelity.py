@@ -12,9 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from helpers import read_nb, validate_file, write_nb
+from helpers import nbclient_execute, read_nb, validate_file, write_nb
 
 WIDGET_MIME = "application/vnd.jupyter.widget-state+json"
 
@@ -68,25 +67,6 @@ def test_interleaved_streams_keep_arrival_order(mcp):
     assert got == [("stderr", "Bar!\n"), ("stdout", "Combo breaker!\n"), ("stderr", "Foo!\n")], got
 
 
-def _nbclient_execute(path: Path, shared_dirs, **kw) -> nbformat.NotebookNode:
-    import os
-
-    ipython_dir, mpl_dir = shared_dirs
-    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "MPLCONFIGDIR")}
-    os.environ.update(IPYTHONDIR=str(ipython_dir), MPLCONFIGDIR=str(mpl_dir))
-    try:
-        nb = nbformat.read(str(path), as_version=4)
-        NotebookClient(nb, allow_errors=True, record_timing=False, timeout=60,
-                       resources={"metadata": {"path": str(path.parent)}}, **kw).execute()
-        return nb
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _widget_models(nb) -> list[tuple]:
     """metadata.widgets without the model ids (random per run): references to other models
     are counted, not compared."""
@@ -120,7 +100,7 @@ def test_widget_state_saved_like_nbclient(mcp, shared_dirs):
 
     mcp.run(body)
     mine = wait_file(ours, lambda nb: nb.cells[-1].get("execution_count"))
-    expected = _nbclient_execute(reference, shared_dirs, kernel_name="python3")
+    expected = nbclient_execute(reference, shared_dirs, kernel_name="python3")
     got = _widget_models(mine)
     assert "stale" not in mine.metadata["widgets"][WIDGET_MIME]["state"]
     assert got == _widget_models(expected), f"ours {got}\nnbclient {_widget_models(expected)}"

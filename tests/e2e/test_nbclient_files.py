@@ -8,35 +8,19 @@ state). Issue 8: "compare with nbclient on more real notebooks than the corpus".
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from helpers import validate_file
+from helpers import nbclient_execute, validate_file
 from test_nbclient_parity import normalise
 
 FILES = Path(__file__).resolve().parent / "nbclient_files"
 NOTEBOOKS = sorted(p.name for p in FILES.glob("*.ipynb"))
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-
-
-def with_kernel_env(shared_dirs, fn):
-    ipython_dir, mpl_dir = shared_dirs
-    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "MPLCONFIGDIR")}
-    os.environ.update(IPYTHONDIR=str(ipython_dir), MPLCONFIGDIR=str(mpl_dir))
-    try:
-        return fn()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def ids_out(cell: dict) -> dict:
@@ -91,13 +75,7 @@ def test_nbclient_test_notebook_saved_as_nbclient_saves_it(name, mcp, shared_dir
             break
         time.sleep(0.1)
 
-    def run_nbclient():
-        nb = nbformat.read(str(reference), as_version=4)
-        NotebookClient(nb, kernel_name="python3", allow_errors=True, record_timing=False,
-                       timeout=60, resources={"metadata": {"path": str(reference.parent)}}).execute()
-        nbformat.write(nb, str(reference))
-
-    with_kernel_env(shared_dirs, run_nbclient)
+    nbformat.write(nbclient_execute(reference, shared_dirs, kernel_name="python3"), str(reference))
     theirs = nbformat.read(str(reference), as_version=4)
     # Notebooks older than nbformat 4.5 get cell ids from the server (as JupyterLab gives them
     # on save); nbclient keeps the file's minor version. Cells are compared by position.

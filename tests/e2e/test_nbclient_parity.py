@@ -8,16 +8,14 @@ reorder them)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from helpers import validate_file, write_nb
+from helpers import nbclient_execute, validate_file, write_nb
 
 CELLS = [
     # A tqdm-style progress loop: clear_output(wait=True) leaves only the final state.
@@ -109,21 +107,7 @@ def test_notebook_outputs_match_nbclient(mcp, shared_dirs):
         time.sleep(0.1)
 
     # nbclient itself, with the same kernelspec and a kernel environment like the server's.
-    ipython_dir, mpl_dir = shared_dirs
-    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "MPLCONFIGDIR")}
-    os.environ.update(IPYTHONDIR=str(ipython_dir), MPLCONFIGDIR=str(mpl_dir))
-    try:
-        nb = nbformat.read(str(reference), as_version=4)
-        NotebookClient(nb, kernel_name="python3", allow_errors=True,
-                       record_timing=False, timeout=60,
-                       resources={"metadata": {"path": str(reference.parent)}}).execute()
-        nbformat.write(nb, str(reference))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    nbformat.write(nbclient_execute(reference, shared_dirs, kernel_name="python3"), str(reference))
 
     expected = normalise(nbformat.read(str(reference), as_version=4), reference=True)
     got = normalise(mine)
