@@ -15,7 +15,6 @@
 //!   `kernels{state="pool"}` and `server_status`. They are stopped whenever the server exits
 //!   ([`drain`]), with or without `--stop-kernels-on-exit`.
 
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -144,14 +143,7 @@ async fn refill(engine: &Engine) {
 async fn start_one(engine: &Engine) -> Result<Pooled, String> {
     let cfg = engine.config();
     let spec = jmcp_kernel::find_kernelspec(&cfg.default_kernel).map_err(|e| e.to_string())?;
-    let checkpoints = cfg.data_dir.join("checkpoints");
-    if let Err(e) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&checkpoints)
-    {
-        tracing::warn!("could not create {}: {e}", checkpoints.display());
-    }
+    let checkpoints = session::checkpoints_dir(cfg);
     let runtime_dir = cfg.kernels_dir();
     jmcp_kernel::launch::ensure_private_dir(&runtime_dir).map_err(|e| e.to_string())?;
     let opts = LaunchOptions {

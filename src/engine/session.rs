@@ -168,16 +168,7 @@ pub async fn launch_kernel(
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| cfg.root.path().to_path_buf());
-    // Kernels write and read their checkpoint files there (signed and verified by the
-    // server); it must exist before the kernel is confined to keep it usable.
-    let checkpoints = cfg.data_dir.join("checkpoints");
-    if let Err(e) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&checkpoints)
-    {
-        tracing::warn!("could not create {}: {e}", checkpoints.display());
-    }
+    let checkpoints = checkpoints_dir(cfg);
     // Landlock can only allow: hiding a data dir that lies inside the kernel's working folder
     // would stop the kernel from creating files in its own folder. Such a layout cannot keep
     // the data dir from the kernel at all; say so rather than break the user's code.
@@ -280,6 +271,22 @@ pub(super) fn install_started(
     };
     watch_kernel(engine, session, &kernel, exit_tx, exit);
     kernel
+}
+
+/// `DATA_DIR/checkpoints`, created (0700) if missing: kernels write and read their checkpoint
+/// files there (signed and verified by the server), so it must exist before a kernel is
+/// confined (it is the one folder of the data dir left usable). A failure is logged: the
+/// kernel then meets it at its first checkpoint.
+pub(super) fn checkpoints_dir(cfg: &crate::config::Config) -> std::path::PathBuf {
+    let checkpoints = cfg.data_dir.join("checkpoints");
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&checkpoints)
+    {
+        tracing::warn!("could not create {}: {e}", checkpoints.display());
+    }
+    checkpoints
 }
 
 /// The `kernel_sessions` row of a kernel just launched from `spec`, for `notebook` (root-relative;

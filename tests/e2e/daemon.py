@@ -146,3 +146,18 @@ def tool_json(result: dict) -> dict:
     """structuredContent of a raw tools/call JSON-RPC answer."""
     assert "result" in result, result
     return result["result"].get("structuredContent") or {}
+
+
+def module_daemon(tmp_path_factory, prefix: str, extra: tuple[str, ...] = ("--stop-kernels-on-exit",)):
+    """For a module-scoped pytest fixture (`yield from`): a daemon on a fresh root and data
+    dir, stopped (and whatever still names its data dir killed by PID) afterwards."""
+    base = tmp_path_factory.mktemp(prefix)
+    root, data = base / "root", base / "data"
+    for d in (root, data, base / "ipython"):
+        d.mkdir()
+    d = Daemon(base, root, data, extra=extra)
+    try:
+        yield d
+    finally:
+        d.stop()
+        cleanup(data)

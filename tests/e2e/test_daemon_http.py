@@ -18,7 +18,7 @@ import httpx2
 import pytest
 
 import chaos
-from daemon import PROTOCOL, Daemon, cleanup, read_daemon_json, tool_json, wait_for
+from daemon import PROTOCOL, Daemon, module_daemon, cleanup, read_daemon_json, tool_json, wait_for
 from helpers import kill_pids, pid_alive, proc_start_time
 
 TS = Path(__file__).resolve().parents[1] / "ts"
@@ -26,16 +26,7 @@ TS = Path(__file__).resolve().parents[1] / "ts"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    base = tmp_path_factory.mktemp("daemon")
-    root, data = base / "root", base / "data"
-    for d in (root, data, base / "ipython"):
-        d.mkdir()
-    d = Daemon(base, root, data, extra=("--stop-kernels-on-exit",))
-    try:
-        yield d
-    finally:
-        d.stop()
-        cleanup(data)
+    yield from module_daemon(tmp_path_factory, "daemon")
 
 
 @pytest.mark.timeout(120)

@@ -14,12 +14,11 @@ import json
 import os
 import socket
 import threading
-import time
 from urllib.parse import urlsplit
 
 import pytest
 
-from daemon import Daemon, cleanup, tool_json, wait_for
+from daemon import Daemon, module_daemon, tool_json, wait_for
 
 
 def handshake(d: Daemon, path: str, rcvbuf: int | None = None) -> tuple[socket.socket, bytes, bytes]:
@@ -107,16 +106,7 @@ def metric(d: Daemon, name: str) -> float:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    base = tmp_path_factory.mktemp("events")
-    root, data = base / "root", base / "data"
-    for d in (root, data, base / "ipython"):
-        d.mkdir()
-    d = Daemon(base, root, data, extra=("--stop-kernels-on-exit",))
-    try:
-        yield d
-    finally:
-        d.stop()
-        cleanup(data)
+    yield from module_daemon(tmp_path_factory, "events")
 
 
 @pytest.mark.timeout(120)
