@@ -78,6 +78,10 @@ pub struct Scope {
     /// No usable kernelspec fails (`doctor`, `run`) rather than warns (`serve` can still edit
     /// notebooks).
     pub kernels_required: bool,
+    /// Report who holds `server.lock` (`doctor`). A server leaves this to
+    /// `lock::ServerLock::acquire`: even a shared try-lock held for a moment could make a
+    /// concurrent start (two `connect --spawn`) fail to take it.
+    pub inspect_lock: bool,
     /// Bound of each storage check.
     pub timeout: Duration,
 }
@@ -138,7 +142,7 @@ pub fn checks(scope: &Scope) -> Vec<Check> {
         out.push(disk_space("disk space (root)", root, scope.timeout));
     }
     if data_ok {
-        out.extend(state_checks(&scope.data_dir));
+        out.extend(state_checks(&scope.data_dir, scope.inspect_lock));
     }
     out.extend(kernelspec_checks(scope.kernels_required, scope.timeout));
     if let Some(addr) = scope.bind {
@@ -184,7 +188,7 @@ fn disk_space(name: &str, dir: &Path, timeout: Duration) -> Check {
 }
 
 /// `state.db` integrity, `server.lock` and leftover kernels (the data dir answered already).
-fn state_checks(data_dir: &Path) -> Vec<Check> {
+fn state_checks(data_dir: &Path, inspect_lock: bool) -> Vec<Check> {
     let db = data_dir.join("state.db");
     let mut out = Vec::new();
     // quick_check reads the whole file: allow it more than a probe, still on its own thread.
@@ -247,7 +251,9 @@ fn state_checks(data_dir: &Path) -> Vec<Check> {
             false
         }
     };
-    out.push(lock_check(data_dir));
+    if inspect_lock {
+        out.push(lock_check(data_dir));
+    }
     if healthy {
         match statedb::leftovers(&db) {
             Err(e) => out.push(Check::new(
@@ -419,6 +425,7 @@ fn doctor_scope(args: &DoctorArgs) -> anyhow::Result<Scope> {
         bind: Some(args.bind.unwrap_or(default_bind)),
         bind_required: args.bind.is_some(),
         kernels_required: true,
+        inspect_lock: true,
         timeout: probe::DEFAULT_TIMEOUT,
     })
 }
@@ -473,6 +480,7 @@ pub fn server_scope(
         bind,
         bind_required: true,
         kernels_required,
+        inspect_lock: false,
         timeout: probe::DEFAULT_TIMEOUT,
     }
 }

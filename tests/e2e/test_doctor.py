@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -149,6 +150,9 @@ def test_a_damaged_state_db_refuses_start_and_is_left_untouched(dirs):
              timeout=120)
     assert r.returncode == 0, r.stderr
     db = data / "state.db"
+    with sqlite3.connect(db) as conn:  # move the WAL's pages into the file first
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
     raw = bytearray(db.read_bytes())
     assert len(raw) > 8192
     # Keep the header and schema page; scribble over every b-tree page after it.
@@ -246,12 +250,9 @@ def test_a_kernelspec_whose_interpreter_is_gone_is_named_with_the_fix(dirs):
     assert ghost.startswith("warn") and str(gone) in ghost and "ipykernel install" in ghost, ghost
     assert d.returncode == 0, "the other kernelspecs still work: a warning, not a failure"
     # serve says so at start (and starts); run of a notebook on that kernelspec fails clearly.
-    proc = subprocess.Popen([str(BINARY), "serve", "--root", str(root), "--data-dir", str(data)],
-                            env=env, cwd=base, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    proc.stdin.close()
-    _, err = proc.communicate(timeout=60)
-    assert "ghost" in err and str(gone) in err, err
+    served = jmcp(base, data, "serve", "--root", str(root), "--data-dir", str(data), env=env)
+    err = served.stderr  # stdin is closed at once: it warns, then ends (no initialize)
+    assert "ghost" in err and str(gone) in err and "ipykernel install" in err, err
     nb = root / "g.ipynb"
     write_nb(nb, [("code", "1")])
     meta = json.loads(nb.read_text())
