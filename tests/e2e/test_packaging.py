@@ -169,9 +169,9 @@ def test_the_dockerfile_passes_hadolint_and_says_what_spec_9_asks(tmp_path):
     r = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     text = dockerfile.read_text()
-    # The linter does judge: an unpinned pip install in a copy is refused.
+    # The linter does judge: a copy that changes directory with `cd` (DL3003) is refused.
     bad = tmp_path / "Dockerfile"
-    bad.write_text(text.replace("ipykernel==7.4.0", "ipykernel"))
+    bad.write_text(text + "RUN cd /tmp && ls\n")
     assert subprocess.run([hadolint, str(bad)], capture_output=True).returncode != 0
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "multi-stage"
     assert re.search(r"^USER 10001", text, re.M), "non-root user"
