@@ -8,9 +8,11 @@
 #   4. npm ci in tests/ts (the official TypeScript MCP SDK clients of tests/e2e/test_clients.py),
 #      skipped while tests/ts/node_modules/.lock.sha256 matches package-lock.json
 #   5. cargo build --release --locked (without --locked when there is no Cargo.lock)
+#   6. the Python wheel carrying that binary (maturin build --release, into target/wheels),
+#      reusing step 5's artifacts; skipped while the wheel is newer than the binary
 # One line per step on stdout; tools' own output only when they fail.
 # Environment: PYTHON (default python3) picks the interpreter for a new venv;
-# SETUP_SKIP_CARGO=1 skips step 5 (Python-only use, e.g. the raw half of the bench).
+# SETUP_SKIP_CARGO=1 skips steps 5 and 6 (Python-only use, e.g. the raw half of the bench).
 # Exports nothing: scripts source scripts/env.sh afterwards.
 set -euo pipefail
 
@@ -107,4 +109,19 @@ else
     step "cargo: build --release ${locked[*]:-} (cold build takes ~2-3 min)"
     quiet cargo build --release "${locked[@]}"
     [[ -x target/release/jupyter-mcp ]] || die "target/release/jupyter-mcp was not built"
+fi
+
+# 6. the wheel (pyproject.toml: maturin, bindings = "bin"); tests/e2e/test_packaging.py installs it
+if [[ "${SETUP_SKIP_CARGO:-0}" != "1" ]]; then
+    version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+    wheel="$(ls -t target/wheels/jupyter_mcp-"$version"-*.whl 2>/dev/null | head -n 1 || true)"
+    if [[ -n "$wheel" && "$wheel" -nt target/release/jupyter-mcp ]]; then
+        step "wheel: $wheel is newer than the binary"
+    else
+        step "wheel: maturin build --release (reuses the release build)"
+        rm -f target/wheels/jupyter_mcp-*.whl
+        quiet "$VENV/bin/maturin" build --release "${locked[@]}" --out target/wheels
+        wheel="$(ls -t target/wheels/jupyter_mcp-"$version"-*.whl 2>/dev/null | head -n 1 || true)"
+        [[ -n "$wheel" ]] || die "maturin did not write target/wheels/jupyter_mcp-$version-*.whl"
+    fi
 fi

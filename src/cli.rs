@@ -28,8 +28,10 @@ pub enum Command {
     Run(RunArgs),
     /// A stdio MCP server that forwards every message to the shared daemon's /mcp (SPEC §7).
     Connect(ConnectArgs),
-    /// Pre-flight checks: kernelspecs, data dir, state database.
-    Doctor(Shared),
+    /// Pre-flight checks, one line each: data dir and root writable and answering, disk space,
+    /// state.db integrity, server.lock, leftover kernels, kernelspecs, port. Exits 1 on a
+    /// failed check.
+    Doctor(DoctorArgs),
 }
 
 /// Options every command takes.
@@ -194,6 +196,17 @@ pub struct ConnectArgs {
     /// The bearer token (default: JUPYTER_MCP_TOKEN, else the content of DATA_DIR/token).
     #[arg(long, env = "JUPYTER_MCP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub shared: Shared,
+}
+
+/// `doctor` options.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The daemon address to check (default: 127.0.0.1:3000, where a taken port is only a
+    /// warning; given explicitly, a taken port fails the check).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub shared: Shared,
 }

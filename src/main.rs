@@ -56,6 +56,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
                 Recover::Interrupt => RecoverMode::Interrupt,
                 Recover::Retry => RecoverMode::Retry,
             };
+            let bind = (args.transport == Transport::Http).then_some(args.bind);
+            jupyter_mcp::doctor::preflight(jupyter_mcp::doctor::server_scope(&config, bind, false))
+                .await?;
             if args.transport == Transport::Http {
                 let options = jupyter_mcp::http::HttpOptions {
                     bind: args.bind,
@@ -95,15 +98,20 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Run(args) => {
             args.shared.init_logging();
+            let cwd = std::env::current_dir()?;
+            let folder = cwd.join(&args.notebook).parent().map(|p| p.to_path_buf());
+            let config = args.shared.config(&folder.unwrap_or(cwd), true)?;
+            jupyter_mcp::doctor::preflight(jupyter_mcp::doctor::server_scope(&config, None, true))
+                .await?;
             jupyter_mcp::run::run(args).await
         }
         Command::Connect(args) => {
             args.shared.init_logging();
             jupyter_mcp::connect::run(args).await
         }
-        Command::Doctor(shared) => {
-            shared.init_logging();
-            jupyter_mcp::doctor::run(&shared).await
+        Command::Doctor(args) => {
+            args.shared.init_logging();
+            jupyter_mcp::doctor::run(&args).await
         }
     }
 }
