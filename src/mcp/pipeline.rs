@@ -6,7 +6,8 @@
 //!
 //! The front layer, per message: a frame is judged ([`super::frames::judge`]; malformed ones
 //! are answered with JSON-RPC errors); 2025-11-25 task requests are answered by
-//! [`super::tasks`]; tool arguments are checked against the tool's input schema
+//! [`super::tasks`], 2026-07-28 ones (the `io.modelcontextprotocol/tasks` extension) by
+//! [`super::tasks::ext`]; tool arguments are checked against the tool's input schema
 //! ([`super::arguments`]); everything else goes to rmcp, whose answers are rewritten for the
 //! session's revision ([`super::session`]). Requests run concurrently (rmcp spawns a task
 //! per request; the answers made here are spawned too), so a long call never delays the
@@ -178,6 +179,22 @@ fn route(svc: &JupyterMcp, session: &Arc<Session>, msg: &Value) -> Route {
         };
     };
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    if session.extension_tasks_for(msg) && tasks::ext::is_ours(method, &params) {
+        if method == "tools/call" {
+            if let Some(failure) = super::arguments::check(svc, &params) {
+                let mut failure = serde_json::to_value(failure).unwrap_or_default();
+                failure["resultType"] = serde_json::json!("complete");
+                return Route::Here(Box::pin(async move {
+                    serde_json::json!({"jsonrpc": "2.0", "id": id, "result": failure})
+                }));
+            }
+        }
+        let (svc, session, method) = (svc.clone(), session.clone(), method.to_string());
+        return Route::Here(Box::pin(async move {
+            let req = tasks::ext::Request { id, method, params };
+            tasks::ext::answer(&svc, &session, req).await
+        }));
+    }
     if session.tasks_for(msg) && tasks::is_ours(method, &params) {
         let (svc, session, method) = (svc.clone(), session.clone(), method.to_string());
         return Route::Here(Box::pin(async move {

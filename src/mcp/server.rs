@@ -24,6 +24,8 @@ pub struct JupyterMcp {
     tool_router: ToolRouter<JupyterMcp>,
     /// Tasks cancelled through this server, shared by every session (see `tasks`).
     pub(crate) cancelled: std::sync::Arc<super::tasks::Cancelled>,
+    /// `inputRequests` keys of 2026-07-28 tasks, shared by every session (see `tasks::ext`).
+    pub(crate) prompts: std::sync::Arc<super::tasks::ext::Prompts>,
 }
 
 impl JupyterMcp {
@@ -39,6 +41,7 @@ impl JupyterMcp {
                 + Self::status_router()
                 + assets_router,
             cancelled: Default::default(),
+            prompts: Default::default(),
         }
     }
 

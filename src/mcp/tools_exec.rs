@@ -19,11 +19,11 @@ use crate::engine::{EngineError, ExecutionView, SubmitItem};
 use crate::paths::RootedPath;
 use crate::store::Status;
 
-const DEFAULT_TIMEOUT_S: f64 = 30.0;
+pub(super) const DEFAULT_TIMEOUT_S: f64 = 30.0;
 /// Longest a single call may wait (a cell keeps running past it).
 const MAX_WAIT_S: f64 = 3600.0;
 
-fn wait_duration(secs: Option<f64>, default: f64) -> Duration {
+pub(super) fn wait_duration(secs: Option<f64>, default: f64) -> Duration {
     let s = secs.unwrap_or(default);
     Duration::from_secs_f64(if s.is_finite() {
         s.clamp(0.0, MAX_WAIT_S)
