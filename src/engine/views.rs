@@ -57,6 +57,8 @@ pub struct KernelView {
     pub queue_depth: i64,
     /// RFC 3339.
     pub started_at: Option<String>,
+    /// Where a remote kernel runs: `<gateway URL> kernel <id>` (SPEC §10); `None` locally.
+    pub location: Option<String>,
 }
 
 /// A cell as listed by `read_notebook`.

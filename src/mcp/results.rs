@@ -639,6 +639,9 @@ pub struct KernelEntry {
     /// RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// Remote kernels (--gateway-url): where it runs, `<gateway URL> kernel <kernel id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl From<KernelView> for KernelEntry {
@@ -650,6 +653,7 @@ impl From<KernelView> for KernelEntry {
             state: k.state,
             queue_depth: k.queue_depth,
             started_at: k.started_at,
+            location: k.location,
         }
     }
 }

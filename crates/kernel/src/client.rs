@@ -235,8 +235,9 @@ impl KernelClient {
     /// Resolves once the kernel is marked dead, with the reason.
     pub async fn wait_dead(&self) -> String {
         let mut rx = self.inner.dead.subscribe();
-        match rx.wait_for(|d| d.is_some()).await {
-            Ok(r) => r.clone().unwrap_or_default(),
+        let reason = rx.wait_for(|d| d.is_some()).await.map(|r| r.clone());
+        match reason {
+            Ok(r) => r.unwrap_or_default(),
             Err(_) => "kernel connection closed".into(),
         }
     }

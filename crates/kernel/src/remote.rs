@@ -40,6 +40,8 @@ struct GatewayInner {
     base: String,
     token: Option<String>,
     http: HttpClient,
+    /// The kernelspecs of the last successful [`Gateway::kernelspecs`].
+    specs: std::sync::Mutex<Vec<KernelSpec>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -85,6 +87,7 @@ impl Gateway {
                 base,
                 token: token.filter(|t| !t.is_empty()),
                 http: Client::builder(TokioExecutor::new()).build_http(),
+                specs: Default::default(),
             }),
         })
     }
@@ -195,7 +198,32 @@ impl Gateway {
             }
         }
         specs.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Ok(mut cache) = self.inner.specs.lock() {
+            cache.clone_from(&specs);
+        }
         Ok((default, specs))
+    }
+
+    /// Kernelspec `name` from the last [`Gateway::kernelspecs`] answer (no I/O, for callers
+    /// that cannot wait). Errors list what the gateway offered.
+    pub fn cached_kernelspec(&self, name: &str) -> Result<KernelSpec> {
+        let cache = self
+            .inner
+            .specs
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        if let Some(spec) = cache.iter().find(|s| s.name == name) {
+            return Ok(spec.clone());
+        }
+        Err(self.err(if cache.is_empty() {
+            format!("kernelspec '{name}' is unknown: the gateway's kernelspecs could not be listed yet (is it running?)")
+        } else {
+            format!(
+                "the gateway has no kernelspec '{name}'. Its kernelspecs: {}",
+                cache.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        }))
     }
 
     fn spec_from(&self, name: &str, spec: &Value) -> KernelSpec {
