@@ -253,10 +253,8 @@ impl Engine {
                 }
             }
         }
-        if let Some(gateway) = &self.config().gateway {
-            // Fresh kernelspecs for the lookup below (and a clear error when the gateway is down).
-            gateway.kernelspecs().await?;
-        }
+        // Fresh kernelspecs for the lookup below (and a clear error when the gateway is down).
+        self.refresh_gateway_kernelspecs().await?;
         let spec = self.kernelspec_for(&session.path, requested)?;
         let kernel = session::launch_kernel(self, session, &spec).await?;
         if let Ok(mut k) = session.kernel.lock() {

@@ -17,6 +17,18 @@ use super::session::{self, NotebookSession, Reattached, RunningKernel};
 use super::{Engine, EngineResult};
 use crate::store::{self, KernelSessionRecord, RemoteIds};
 
+impl Engine {
+    /// With `--gateway-url`: lists the gateway's kernelspecs again, so that the synchronous
+    /// lookups of [`Engine::kernelspec_for`] see them, and so that a gateway that is down or
+    /// refuses the token fails the call now with a clear error. Without: nothing.
+    pub(crate) async fn refresh_gateway_kernelspecs(&self) -> EngineResult<()> {
+        if let Some(gateway) = &self.config().gateway {
+            gateway.kernelspecs().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Starts kernelspec `spec` on `gateway` for `session`: `POST /api/kernels`, the kernel
 /// WebSocket, readiness (kernel_info + IOPub idle), the row in `state.db` (with the kernel id
 /// and WebSocket session id), the completion hook. A kernel started but not usable is shut

@@ -22,7 +22,7 @@ from mcp.client.stdio import stdio_client
 
 import chaos
 from gateway import Gateway, free_port
-from helpers import images_of, text_of
+from helpers import images_of, write_nb
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -108,8 +108,11 @@ def test_wrong_token_and_gateway_down_are_clear_errors(mcp, kg):
     wrong = "wrong-token-0123456789"
     use_gateway(mcp, kg.url, wrong)
 
+    write_nb(mcp.root / "a.ipynb", [("code", "1+1")])
+
     async def body(c):
-        await c.ok("create_notebook", notebook="a.ipynb")
+        msg = await c.err("create_notebook", notebook="b.ipynb")
+        assert kg.url in msg and "token" in msg and wrong not in msg, msg
         msg = await c.err("execute_code", notebook="a.ipynb", code="1+1")
         assert kg.url in msg and "token" in msg, msg
         assert wrong not in msg, msg
