@@ -27,19 +27,30 @@ from helpers import images_of, write_nb
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(scope="module", params=["kernelgateway", "server"])
-def gw(request, tmp_path_factory):
-    g = Gateway.start(request.param, tmp_path_factory.mktemp(f"gw-{request.param}") / "work")
-    yield g
-    g.stop()
-
-
 @pytest.fixture(scope="module")
-def kg(tmp_path_factory):
-    """A Kernel Gateway for the tests that need only one server kind."""
-    g = Gateway.start("kernelgateway", tmp_path_factory.mktemp("kg") / "work")
-    yield g
-    g.stop()
+def gateways(tmp_path_factory):
+    """Each gateway kind started at most once per module, on first use; all stopped at the end."""
+    started: dict[str, Gateway] = {}
+
+    def get(kind: str) -> Gateway:
+        if kind not in started:
+            started[kind] = Gateway.start(kind, tmp_path_factory.mktemp(f"gw-{kind}") / "work")
+        return started[kind]
+
+    yield get
+    for g in started.values():
+        g.stop()
+
+
+@pytest.fixture(params=["kernelgateway", "server"])
+def gw(request, gateways):
+    return gateways(request.param)
+
+
+@pytest.fixture
+def kg(gateways):
+    """The Kernel Gateway, for the tests that need only one server kind."""
+    return gateways("kernelgateway")
 
 
 def use_gateway(mcp, url: str, token: str) -> None:
