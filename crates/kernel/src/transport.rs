@@ -12,6 +12,8 @@ use crate::{KernelError, Result};
 type SendHalf = Connection<zeromq::DealerSendHalf>;
 
 /// The send side of one kernel connection.
+// One per kernel client, inside its `Arc`: the size of the ZeroMQ variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Sink {
     /// ZeroMQ DEALER sockets of a local kernel (tokio mutexes: held across the send only).
     Zmq {

@@ -233,7 +233,7 @@ fn decode_v1(b: &[u8]) -> std::result::Result<(String, Vec<&[u8]>), String> {
             .ok_or_else(|| "truncated offset table".to_string())
     };
     let n = word(0)?;
-    if n < 2 || n > 4096 {
+    if !(2..=4096).contains(&n) {
         return Err(format!("implausible offset count {n}"));
     }
     let offsets: Vec<usize> = (1..=n).map(word).collect::<std::result::Result<_, _>>()?;
