@@ -174,6 +174,11 @@ impl Engine {
                 queue_depth,
                 started_at: Some(k.started_at.clone()),
                 location: k.location(),
+                memory_bytes: self.memory_watch().resident(k.pid),
+                idle_seconds: self
+                    .kernel_states()
+                    .idle_for(&k.session_id)
+                    .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
             },
             None => KernelView {
                 notebook: session.path.rel.clone(),
@@ -183,6 +188,8 @@ impl Engine {
                 queue_depth,
                 started_at: None,
                 location: None,
+                memory_bytes: None,
+                idle_seconds: None,
             },
         })
     }

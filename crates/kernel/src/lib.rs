@@ -12,10 +12,12 @@
 //! - `transport`: the boundary of a client: ZeroMQ sockets of a local kernel, or the kernel
 //!   WebSocket of a remote one; routing, orphans and states are shared.
 //! - [`remote`]: kernels on a Jupyter Server / Kernel Gateway (REST lifecycle + WebSocket).
+//! - [`memory`]: resident memory of kernels (their process groups) from `/proc`.
 
 pub mod client;
 pub mod error;
 pub mod launch;
+pub mod memory;
 pub mod orphans;
 pub mod ports;
 pub mod process;
