@@ -9,6 +9,8 @@
 #                                    with and without --kernel-pool 1
 #   scripts/bench.sh checkpoint      bench/bench_checkpoint.py: save/load times, HMAC, server RSS
 #                                    (e.g. `--sizes-mb 64,1024`)
+#   scripts/bench.sh gateway         bench/bench_gateway.py: 1+1 through jupyter-mcp on a Kernel
+#                                    Gateway vs a raw WebSocket client; reconnect after a drop
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"

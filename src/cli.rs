@@ -96,6 +96,18 @@ pub struct Shared {
     /// Keep at most this many finished executions, newest first (0: no count limit).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub keep_executions: u64,
+    /// Run kernels on this Jupyter Server / Kernel Gateway / Enterprise Gateway
+    /// (http://HOST:PORT[/base]) instead of locally (SPEC §10).
+    #[arg(long, env = "JUPYTER_MCP_GATEWAY_URL", value_name = "URL")]
+    pub gateway_url: Option<String>,
+    /// Token of the gateway, sent as `Authorization: token T` (never logged).
+    #[arg(
+        long,
+        env = "JUPYTER_MCP_GATEWAY_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    pub gateway_token: Option<String>,
 }
 
 /// `serve` options.
@@ -270,6 +282,10 @@ impl Shared {
             volume: self.volume()?,
             transport: crate::config::ServerTransport::Stdio,
             kernel_pool: 0,
+            gateway: match self.gateway_url.as_deref().filter(|u| !u.trim().is_empty()) {
+                Some(url) => Some(jmcp_kernel::Gateway::new(url, self.gateway_token.clone())?),
+                None => None,
+            },
             kernels: crate::config::KernelLimits {
                 memory_limit: self.kernel_memory_limit,
                 ..Default::default()

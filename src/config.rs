@@ -35,6 +35,9 @@ pub struct Config {
     pub transport: ServerTransport,
     /// Warm kernels kept ready (`--kernel-pool`; 0: none). Started after recovery.
     pub kernel_pool: usize,
+    /// Remote kernels (SPEC §10, `--gateway-url` / `--gateway-token`): every kernel is started
+    /// on this Jupyter Server / Kernel Gateway instead of locally. `None`: local kernels.
+    pub gateway: Option<jmcp_kernel::Gateway>,
     /// Limits on the kernels themselves (SPEC §9): how many, how long idle, how much memory.
     pub kernels: KernelLimits,
 }

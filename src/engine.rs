@@ -24,6 +24,7 @@ mod notebook_ops;
 mod ops;
 mod pool;
 mod recover;
+mod remote;
 mod retire;
 mod session;
 mod supervise;

@@ -87,7 +87,7 @@ impl Engine {
             }
             let spec = match old {
                 Some(k) => {
-                    self.kernel_state(&path.rel, &k.session_id, "restarting", Some(k.pid));
+                    self.kernel_state(&path.rel, &k.session_id, "restarting", k.pid_opt());
                     session::stop_kernel(&k).await;
                     Some(k.spec.name.clone())
                 }
@@ -118,7 +118,7 @@ impl Engine {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             session::stop_kernel(&k).await;
-            self.kernel_state(&path.rel, &k.session_id, "shutdown", Some(k.pid));
+            self.kernel_state(&path.rel, &k.session_id, "shutdown", k.pid_opt());
             super::testhooks::point("shutdown_stopped").await;
             self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
                 .await?;
@@ -169,10 +169,11 @@ impl Engine {
             Some(k) => KernelView {
                 notebook: session.path.rel.clone(),
                 kernel_name: k.spec.name.clone(),
-                pid: Some(k.pid),
+                pid: k.pid_opt(),
                 state: k.state(),
                 queue_depth,
                 started_at: Some(k.started_at.clone()),
+                location: k.location(),
                 memory_bytes: self.memory_watch().resident(k.pid),
                 idle_seconds: self
                     .kernel_states()
@@ -186,6 +187,7 @@ impl Engine {
                 state: "none".into(),
                 queue_depth,
                 started_at: None,
+                location: None,
                 memory_bytes: None,
                 idle_seconds: None,
             },
@@ -264,7 +266,7 @@ impl Engine {
             .collect();
         futures::future::join_all(kernels.iter().map(|(_, k)| session::stop_kernel(k))).await;
         for (nb, k) in &kernels {
-            self.kernel_state(nb, &k.session_id, "shutdown", Some(k.pid));
+            self.kernel_state(nb, &k.session_id, "shutdown", k.pid_opt());
         }
         let kernels: Vec<_> = kernels.into_iter().map(|(_, k)| k).collect();
         // Record the stop now: the process exits before the kernels' watchers would, and the

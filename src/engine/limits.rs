@@ -179,7 +179,7 @@ impl Engine {
             return Ok(false);
         };
         session::stop_kernel(&k).await;
-        self.kernel_state(&session.path.rel, &k.session_id, "shutdown", Some(k.pid));
+        self.kernel_state(&session.path.rel, &k.session_id, "shutdown", k.pid_opt());
         let why = format!(
             "it was stopped after {} idle (--cull-idle-after)",
             crate::checkpoint::auto::format_duration(after)
@@ -210,7 +210,12 @@ async fn watch_memory(engine: Engine) {
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         timer.tick().await;
-        let kernels = engine.live_kernels();
+        // Remote kernels have no local process to sample (their server bounds them).
+        let kernels: Vec<_> = engine
+            .live_kernels()
+            .into_iter()
+            .filter(|(_, k)| k.remote.is_none())
+            .collect();
         let pids: Vec<u32> = kernels.iter().map(|(_, k)| k.pid).collect();
         let Ok(sample) =
             tokio::task::spawn_blocking(move || jmcp_kernel::memory::group_resident_bytes(&pids))

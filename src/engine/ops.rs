@@ -33,6 +33,14 @@ impl Engine {
             .map(str::to_string)
             .or_else(from_file)
             .unwrap_or_else(|| self.config().default_kernel.clone());
+        if let Some(gateway) = &self.config().gateway {
+            return match gateway.cached_kernelspec(&name) {
+                Err(e) if name == "python" => {
+                    gateway.cached_kernelspec("python3").map_err(|_| e.into())
+                }
+                other => Ok(other?),
+            };
+        }
         match find_kernelspec(&name) {
             // Many notebooks name the generic "python" kernel; it is what python3 serves.
             Err(e) if name == "python" => find_kernelspec("python3").map_err(|_| e.into()),
@@ -245,6 +253,8 @@ impl Engine {
                 }
             }
         }
+        // Fresh kernelspecs for the lookup below (and a clear error when the gateway is down).
+        self.refresh_gateway_kernelspecs().await?;
         let spec = self.kernelspec_for(&session.path, requested)?;
         let kernel = session::launch_kernel(self, session, &spec).await?;
         if let Ok(mut k) = session.kernel.lock() {

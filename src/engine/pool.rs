@@ -77,6 +77,12 @@ impl Engine {
     /// Keeps `n` kernels of the default kernelspec started and idle (`--kernel-pool N`); they
     /// start in the background.
     pub fn start_kernel_pool(&self, n: usize) {
+        // Remote kernels are the gateway's to pool (Enterprise Gateway has its own).
+        let n = if self.config().gateway.is_some() {
+            0
+        } else {
+            n
+        };
         self.pool().target.store(n, Ordering::Relaxed);
         if n > 0 {
             spawn_refill(self);

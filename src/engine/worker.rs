@@ -361,7 +361,7 @@ async fn drive(
                             idle |= state == Some("idle");
                             if let Some(st @ ("busy" | "idle")) = state {
                                 let nb = &rec.notebook;
-                                engine.kernel_state(nb, &kernel.session_id, st, Some(kernel.pid));
+                                engine.kernel_state(nb, &kernel.session_id, st, kernel.pid_opt());
                             }
                         }
                         "input_request" => {

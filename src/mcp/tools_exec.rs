@@ -96,6 +96,10 @@ impl JupyterMcp {
         if self.engine.has_live_kernel(path) {
             return Ok(());
         }
+        self.engine
+            .refresh_gateway_kernelspecs()
+            .await
+            .map_err(tool_error)?;
         let (engine, path) = (self.engine.clone(), path.clone());
         tokio::task::spawn_blocking(move || engine.kernelspec_for(&path, None).map(|_| ()))
             .await

@@ -70,6 +70,10 @@ const MIGRATIONS: &[&str] = &[
         bytes      INTEGER NOT NULL,
         PRIMARY KEY (notebook, name)
     );",
+    // 4: remote kernels (SPEC §10): where a kernel session's kernel runs, to reconnect to it.
+    "ALTER TABLE kernel_sessions ADD COLUMN gateway_url TEXT;
+    ALTER TABLE kernel_sessions ADD COLUMN remote_kernel_id TEXT;
+    ALTER TABLE kernel_sessions ADD COLUMN ws_session TEXT;",
 ];
 
 /// WAL + FULL sync, foreign keys, busy timeout; then migrations up to the current version.
