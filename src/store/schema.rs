@@ -70,6 +70,9 @@ const MIGRATIONS: &[&str] = &[
         bytes      INTEGER NOT NULL,
         PRIMARY KEY (notebook, name)
     );",
+    // 4 (web view, issue 13): who asked for an execution (MCP session / clientInfo name, or
+    // "web view"), shown in the timeline.
+    "ALTER TABLE executions ADD COLUMN requested_by TEXT;",
 ];
 
 /// WAL + FULL sync, foreign keys, busy timeout; then migrations up to the current version.
