@@ -177,7 +177,9 @@ async fn page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Resp
     }
     match app.auth.session_cookie_ok(&headers) {
         Some(true) => {
-            let html = INDEX_HTML.replace("{{CSRF}}", app.auth.csrf_token());
+            let html = dev_file("index.html")
+                .unwrap_or_else(|| INDEX_HTML.to_string())
+                .replace("{{CSRF}}", app.auth.csrf_token());
             let mut r = (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -228,11 +230,22 @@ fn denied(what: &str) -> Response {
     hardened(r)
 }
 
+/// For developing the page without rebuilding: when both `JUPYTER_MCP_TEST_HOOKS` (the test
+/// switch, see `engine/testhooks.rs`) and `JUPYTER_MCP_WEB_ASSETS_DIR` are set, the page's
+/// files (the fixed names of [`FILES`] and `index.html`, nothing else) are read from that
+/// folder at each request instead of the embedded copies.
+fn dev_file(name: &str) -> Option<String> {
+    std::env::var_os("JUPYTER_MCP_TEST_HOOKS")?;
+    let dir = std::env::var_os("JUPYTER_MCP_WEB_ASSETS_DIR")?;
+    std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()
+}
+
 /// `GET /ui/{file}`: an embedded static file.
 async fn static_file(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, ctype, body)) => {
-            let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, *ctype)], *body).into_response();
+        Some((name, ctype, body)) => {
+            let body = dev_file(name).unwrap_or_else(|| body.to_string());
+            let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, *ctype)], body).into_response();
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             hardened(r)
