@@ -20,8 +20,8 @@
 //! inline script, no framing of the page); HTML and SVG outputs render only inside
 //! `<iframe sandbox="allow-scripts" srcdoc=…>` without `allow-same-origin` (an opaque
 //! origin: no cookie, no DOM or storage of the page), whose inherited CSP still blocks any
-//! inline script a cell printed; the only script in such a frame is `/ui/frame.js`, which
-//! reports the frame's height to the page.
+//! inline script a cell printed; the only script such a frame runs is `frame.js` (inlined,
+//! allowed by its hash), which reports the frame's height to the page.
 
 mod api;
 mod bound;
@@ -39,12 +39,24 @@ use axum::Router;
 use crate::http::auth::query_token;
 use crate::http::AppState;
 
-/// The page's Content-Security-Policy. Frames of untrusted HTML (srcdoc) inherit it.
-/// `style-src 'unsafe-inline'` lets pandas' `<style>` blocks style their tables inside those
-/// frames (styles cannot run code); scripts come only from this server's `/ui/`.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-img-src 'self' data: blob:; connect-src 'self'; frame-src 'self' data: blob:; \
-base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The page's Content-Security-Policy; frames of untrusted HTML (srcdoc) inherit it.
+/// Scripts: this server's own files, plus the one inline script whose SHA-256 is given
+/// (`frame.js`, which the page inlines into each output frame: an opaque-origin frame cannot
+/// load `'self'` scripts). `style-src 'unsafe-inline'` lets pandas' `<style>` blocks style
+/// their tables inside those frames (styles cannot run code).
+pub fn csp(frame_script: &str) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(frame_script));
+    format!(
+        "default-src 'none'; script-src 'self' 'sha256-{hash}'; style-src 'self' \
+         'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-src 'self' \
+         data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// The script each output frame runs (inlined by the page, allowed by its hash).
+const FRAME_JS: &str = include_str!("web/assets/frame.js");
 
 const INDEX_HTML: &str = include_str!("web/assets/index.html");
 
@@ -59,11 +71,6 @@ const FILES: &[(&str, &str, &str)] = &[
         "render.js",
         "text/javascript; charset=utf-8",
         include_str!("web/assets/render.js"),
-    ),
-    (
-        "frame.js",
-        "text/javascript; charset=utf-8",
-        include_str!("web/assets/frame.js"),
     ),
     (
         "app.css",
@@ -177,9 +184,11 @@ async fn page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Resp
     }
     match app.auth.session_cookie_ok(&headers) {
         Some(true) => {
+            let frame = dev_file("frame.js").unwrap_or_else(|| FRAME_JS.to_string());
             let html = dev_file("index.html")
                 .unwrap_or_else(|| INDEX_HTML.to_string())
-                .replace("{{CSRF}}", app.auth.csrf_token());
+                .replace("{{CSRF}}", app.auth.csrf_token())
+                .replace("{{FRAME_JS}}", &frame);
             let mut r = (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -187,10 +196,9 @@ async fn page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Resp
             )
                 .into_response();
             let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP),
-            );
+            if let Ok(v) = HeaderValue::from_str(&csp(&frame)) {
+                h.insert(header::CONTENT_SECURITY_POLICY, v);
+            }
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             hardened(r)
         }
@@ -232,7 +240,7 @@ fn denied(what: &str) -> Response {
 
 /// For developing the page without rebuilding: when both `JUPYTER_MCP_TEST_HOOKS` (the test
 /// switch, see `engine/testhooks.rs`) and `JUPYTER_MCP_WEB_ASSETS_DIR` are set, the page's
-/// files (the fixed names of [`FILES`] and `index.html`, nothing else) are read from that
+/// files (the fixed names of [`FILES`], `index.html` and `frame.js`, nothing else) are read from that
 /// folder at each request instead of the embedded copies.
 fn dev_file(name: &str) -> Option<String> {
     std::env::var_os("JUPYTER_MCP_TEST_HOOKS")?;

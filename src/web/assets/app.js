@@ -468,7 +468,8 @@
     box.textContent = "";
     if (!S.timeline.length) { box.appendChild(el("p", "muted", "No executions yet.")); return; }
     const t = el("table", "timeline");
-    t.innerHTML = "<thead><tr><th>when</th><th>status</th><th>who</th><th>took</th><th></th></tr></thead>";
+    t.innerHTML = '<colgroup><col class="c-when"><col class="c-status"><col class="c-who"><col class="c-took"><col class="c-ops"></colgroup>' +
+      "<thead><tr><th>when</th><th>status</th><th>who</th><th>took</th><th></th></tr></thead>";
     const tb = el("tbody");
     for (const r of S.timeline) {
       const tr = el("tr", "ex ex-" + r.status);
@@ -480,7 +481,9 @@
       st.appendChild(el("span", "badge " + r.status, r.status));
       if (r.ename) st.appendChild(el("span", "ename", " " + r.ename));
       tr.appendChild(st);
-      tr.appendChild(el("td", "who", r.requested_by || "—"));
+      const who = el("td", "who", r.requested_by || "—");
+      who.title = r.requested_by || "";
+      tr.appendChild(who);
       tr.appendChild(el("td", "took", r.started_at ? duration(r.started_at, r.finished_at) : ""));
       const ops = el("td", "ops");
       if (r.status === "pending" || r.status === "running") {
@@ -490,7 +493,8 @@
         b.onclick = (e) => { e.stopPropagation(); act(b, "cancel", { execution_id: r.execution_id }); };
         ops.appendChild(b);
       }
-      const a = el("a", "out-link", "outputs");
+      const a = el("a", "out-link", "json");
+      a.title = "this execution with its outputs (JSON)";
       a.href = "/api/view/execution?id=" + encodeURIComponent(r.execution_id);
       a.target = "_blank";
       a.rel = "noopener noreferrer";
@@ -516,7 +520,8 @@
     box.textContent = "";
     if (!S.checkpoints.length) { box.appendChild(el("p", "muted", "No checkpoints for this notebook.")); return; }
     const t = el("table", "checkpoints");
-    t.innerHTML = "<thead><tr><th>name</th><th>size</th><th>variables</th><th>age</th></tr></thead>";
+    t.innerHTML = '<colgroup><col class="c-name"><col class="c-size"><col class="c-vars"><col class="c-age"></colgroup>' +
+      "<thead><tr><th>name</th><th>size</th><th>variables</th><th>age</th></tr></thead>";
     const tb = el("tbody");
     for (const c of S.checkpoints) {
       const tr = el("tr");

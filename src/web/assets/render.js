@@ -191,7 +191,9 @@
   // Frames of untrusted HTML/SVG: sandboxed without allow-same-origin (an opaque origin that
   // cannot reach this page, its cookie or its storage), no modals, no top navigation. The
   // page's CSP, which srcdoc frames inherit, blocks every inline script a cell printed; the
-  // one script allowed, /ui/frame.js, only reports the frame's height.
+  // one script allowed (by its hash), frame.js, only reports the frame's height.
+  // The exact text the page's CSP allows by hash (the server inlined it into the page).
+  const FRAME_SCRIPT = (document.getElementById("frame-script") || {}).textContent || "";
   const frames = new WeakMap();
   window.addEventListener("message", (ev) => {
     if (!ev.data || typeof ev.data.jmcpFrameHeight !== "number") return;
@@ -215,7 +217,7 @@
       "body{margin:0;padding:2px;font:13px/1.4 system-ui,sans-serif;color:#222;background:transparent}" +
       "table{border-collapse:collapse;font-size:12px}th,td{border:0;padding:4px 8px;text-align:right}" +
       "thead th{border-bottom:1px solid #bbb}tbody tr:nth-child(odd){background:#f5f5f5}" +
-      "</style></head><body>" + content + '<script src="/ui/frame.js"></script></body></html>';
+      "</style></head><body>" + content + "<script>" + FRAME_SCRIPT + "</script></body></html>";
     return f;
   }
 
