@@ -39,7 +39,22 @@ try {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=20000)
+    ap.add_argument("--assets", help="serve the page's files from this folder (development; "
+                    "sets JUPYTER_MCP_TEST_HOOKS and JUPYTER_MCP_WEB_ASSETS_DIR for the daemon)")
     args = ap.parse_args()
+    if args.assets:
+        import chaos
+        plain = chaos.server_env
+
+        def with_assets(base: Path) -> dict[str, str]:
+            env = plain(base)
+            hooks = base / "hooks"
+            hooks.mkdir(exist_ok=True)
+            env.update(JUPYTER_MCP_TEST_HOOKS=str(hooks),
+                       JUPYTER_MCP_WEB_ASSETS_DIR=str(Path(args.assets).resolve()))
+            return env
+
+        chaos.server_env = with_assets
     from selenium import webdriver
     from selenium.webdriver.common.by import By
 

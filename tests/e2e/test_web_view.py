@@ -24,7 +24,7 @@ from daemon import Daemon, module_daemon, tool_json, wait_for
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -93,6 +93,18 @@ def js(browser, script: str):
     return browser.execute_script(script)
 
 
+def click(browser, selector: str) -> None:
+    """Clicks the element; the page redraws its header and lists as events arrive, so an
+    element found a moment ago may have been replaced: find it again then."""
+    def attempt():
+        try:
+            browser.find_element(By.CSS_SELECTOR, selector).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    wait_for(attempt, 10, f"a click on {selector}")
+
+
 def no_alert(browser) -> bool:
     try:
         browser.switch_to.alert
@@ -157,7 +169,7 @@ def test_live_output_then_interrupt_and_restart_from_the_page(daemon: Daemon, br
     assert js(browser, "return document.querySelector('.cell.running .prompt').textContent") == "[*]:"
     shot(browser, shots, "03-live-output")
 
-    browser.find_element(By.CSS_SELECTOR, "button[data-action=interrupt]").click()
+    click(browser, "button[data-action=interrupt]")
     done = call(d, sid, "get_execution", execution_id=xid, wait_s=30)
     assert done["status"] == "interrupted", done
     got = d.rpc(sid, "tools/call", {"name": "get_execution", "arguments": {"execution_id": xid}})
@@ -179,11 +191,11 @@ def test_live_output_then_interrupt_and_restart_from_the_page(daemon: Daemon, br
                     {"pid": None, "state": "none"})
 
     pid = kernel()["pid"]
-    browser.find_element(By.CSS_SELECTOR, "button[data-action=restart]").click()
+    click(browser, "button[data-action=restart]")
     browser.switch_to.alert.dismiss()
     time.sleep(0.3)  # a dismissed confirm must do nothing: there is no event to wait for
     assert kernel()["pid"] == pid
-    browser.find_element(By.CSS_SELECTOR, "button[data-action=restart]").click()
+    click(browser, "button[data-action=restart]")
     browser.switch_to.alert.accept()
     wait_for(lambda: (k := kernel())["pid"] not in (pid, None) and k["state"] == "idle", 30,
              "the restarted kernel")
@@ -203,7 +215,7 @@ def test_cancel_a_queued_execution_from_the_page(daemon: Daemon, browser, sid: s
     wait_for(lambda: js(browser, "return document.querySelectorAll('.cell.pending').length") == 1,
              20, "the pending cell mark")
     shot(browser, shots, "05-queued")
-    browser.find_element(By.CSS_SELECTOR, sel).click()
+    click(browser, sel)
     r = call(d, sid, "get_execution", execution_id=qid, wait_s=10)
     assert r["status"] == "cancelled", r
     got = d.rpc(sid, "tools/call", {"name": "get_execution", "arguments": {"execution_id": qid}})

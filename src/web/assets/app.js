@@ -7,7 +7,7 @@
 (function () {
   const { el, esc, highlight, markdown, renderOutput, fmtBytes } = window.JR;
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
-  const LIVE_MAX = 64 * 1024; // characters of a running cell's stream shown live
+  const LIVE_MAX = 16 * 1024; // characters of a running cell's stream shown live (its tail)
   const TERMINAL = new Set(["completed", "failed", "cancelled", "interrupted"]);
 
   const S = {
@@ -108,6 +108,13 @@
     try {
       const q = S.selected ? "?limit=100&notebook=" + encodeURIComponent(S.selected) : "?limit=100";
       S.timeline = (await api("/api/view/executions" + q)).executions;
+      // An end whose event was lost: settle the cell from the execution itself.
+      for (const r of S.timeline) {
+        if (S.live.has(r.execution_id) && TERMINAL.has(r.status)) {
+          loadExecution(r.execution_id);
+          soon("notebook", loadNotebook, 1200);
+        }
+      }
     } catch (e) { S.error = "timeline: " + e.message; }
     mark("timeline", "header");
   }
@@ -191,9 +198,13 @@
       case "output": onOutput(ev); break;
       case "kernel": onKernel(ev); break;
       case "lagged":
-        // Events were lost: read everything again (live streams restart from the server's copy).
-        for (const id of S.live.keys()) loadExecution(id);
-        soon("all", refreshAll, 200);
+        // Events were lost (this page fell behind a flood of output). Live streams carry on
+        // with a gap (marked); the lists are read again; a running cell's outputs are read
+        // whole when it ends (the timeline tells if that event was among the lost ones).
+        for (const l of S.live.values()) { l.cut = true; }
+        mark("live");
+        soon("overview", loadOverview, 1000);
+        soon("timeline", loadTimeline, 1000);
         break;
     }
   }
@@ -241,14 +252,17 @@
       else l.chunks.push({ name: o.name, text });
       l.size += text.length;
       // Keep the tail only: what is cut is in the whole output once the cell ends.
-      while (l.size > LIVE_MAX * 2 && l.chunks.length) {
-        const first = l.chunks[0];
-        const drop = Math.min(first.text.length, l.size - LIVE_MAX);
-        first.text = first.text.slice(drop);
-        l.size -= drop;
+      if (l.size > LIVE_MAX * 4) {
+        while (l.size > LIVE_MAX && l.chunks.length) {
+          const first = l.chunks[0];
+          const drop = Math.min(first.text.length, l.size - LIVE_MAX);
+          first.text = first.text.slice(drop);
+          l.size -= drop;
+          if (!first.text) l.chunks.shift();
+        }
         l.cut = true;
-        if (!first.text) l.chunks.shift();
       }
+      l.version = (l.version || 0) + 1;
       mark("live");
     } else {
       // Events carry no rich payloads: read the execution's outputs so far.
@@ -442,24 +456,34 @@
   function renderLive() {
     for (const [id, l] of S.live) {
       const box = document.querySelector(`.live-stream[data-execution-id="${CSS.escape(id)}"]`);
-      if (!box) continue;
-      // One <pre> per stream run; reuse nodes so a frame costs one text update each.
-      while (box.children.length > l.chunks.length + 1) box.lastChild.remove();
-      let i = 0;
-      if (l.cut) {
-        if (!box.firstChild || !box.firstChild.classList.contains("cut-note")) {
-          box.insertBefore(el("div", "muted cut-note", "… earlier output not shown while the cell runs (all of it is kept)"), box.firstChild);
-        }
-        i = 1;
+      if (!box || box.dataset.version === String(l.version || 0)) continue;
+      box.dataset.version = String(l.version || 0);
+      // Only the tail (LIVE_MAX characters) is drawn: one text update per stream run and
+      // frame, whatever the number of events that came in since the last frame.
+      const shown = [];
+      let budget = LIVE_MAX;
+      for (let k = l.chunks.length - 1; k >= 0 && budget > 0; k--) {
+        const t = l.chunks[k].text;
+        shown.unshift({ name: l.chunks[k].name, text: t.length > budget ? t.slice(t.length - budget) : t });
+        budget -= t.length;
       }
-      for (const ch of l.chunks) {
-        let p = box.children[i];
+      const cut = l.cut || budget < 0;
+      let note = box.querySelector(".cut-note");
+      if (cut && !note) {
+        note = el("div", "muted cut-note", "… earlier output not shown while the cell runs (all of it is kept)");
+        box.insertBefore(note, box.firstChild);
+      }
+      const pres = [...box.querySelectorAll("pre")];
+      for (let k = shown.length; k < pres.length; k++) pres[k].remove();
+      shown.forEach((ch, k) => {
+        let p = pres[k];
         const cls = "output-text stream live" + (ch.name === "stderr" ? " stderr" : "");
         if (!p) { p = el("pre", cls); box.appendChild(p); }
         if (p.className !== cls) p.className = cls;
-        if (p.textContent.length !== ch.text.length || p.textContent !== ch.text) p.textContent = ch.text;
-        i++;
-      }
+        if (p.firstChild && p.firstChild.nodeType === 3) {
+          if (p.firstChild.data !== ch.text) p.firstChild.data = ch.text;
+        } else p.textContent = ch.text;
+      });
     }
   }
 
