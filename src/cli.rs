@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::paths::Root;
 
+pub mod bytes;
 pub mod seconds;
 
 /// jupyter-mcp: AI agents work in real Jupyter kernels and notebooks over MCP.
@@ -74,6 +75,11 @@ pub struct Shared {
     /// call; the rest is paged: read_asset, offsets, get_execution).
     #[arg(long, default_value_t = 48 * 1024, value_name = "BYTES")]
     pub max_result_bytes: usize,
+    /// Resident memory one kernel (with its child processes) may use, in bytes or with a unit
+    /// (512M, 2G, 1.5GiB). A kernel past it is stopped; the execution says so and how to raise
+    /// it (default: no limit).
+    #[arg(long, value_name = "BYTES", value_parser = bytes::parse_bytes)]
+    pub kernel_memory_limit: Option<u64>,
     /// Bytes of outputs one execution keeps (memory, record, notebook); past it the middle
     /// outputs are stored as an asset and replaced by one marker output (head and tail kept).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
@@ -134,6 +140,15 @@ pub struct ServeArgs {
     /// kernels are stopped when the server exits.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub kernel_pool: usize,
+    /// At most N kernels at once, the warm pool's included (default: no limit). A start past
+    /// it fails with the list of running kernels and how to stop one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_kernels: Option<u32>,
+    /// Stop a notebook's kernel after it stayed idle (nothing running or queued) this long,
+    /// e.g. 30m, 2h (default: never). With --auto-checkpoint its variables are saved first and
+    /// the next execution offers to restore them.
+    #[arg(long, value_name = "DURATION", value_parser = crate::checkpoint::auto::parse_duration)]
+    pub cull_idle_after: Option<Duration>,
     /// What to do at start with executions that were running when the server died:
     /// `interrupt` (default; a surviving kernel is asked how they ended) or `retry` (run again).
     #[arg(long, value_enum, default_value = "interrupt")]
@@ -242,6 +257,10 @@ impl Shared {
             volume: self.volume()?,
             transport: crate::config::ServerTransport::Stdio,
             kernel_pool: 0,
+            kernels: crate::config::KernelLimits {
+                memory_limit: self.kernel_memory_limit,
+                ..Default::default()
+            },
         })
     }
 

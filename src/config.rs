@@ -35,6 +35,23 @@ pub struct Config {
     pub transport: ServerTransport,
     /// Warm kernels kept ready (`--kernel-pool`; 0: none). Started after recovery.
     pub kernel_pool: usize,
+    /// Limits on the kernels themselves (SPEC §9): how many, how long idle, how much memory.
+    pub kernels: KernelLimits,
+}
+
+/// Resource limits on kernels (SPEC §9, issue 11 item 3): `--max-kernels`,
+/// `--cull-idle-after`, `--kernel-memory-limit`. All off by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelLimits {
+    /// Kernels this server may run at once, the warm pool's included; a start past it fails
+    /// with the list of running kernels.
+    pub max_kernels: Option<usize>,
+    /// A notebook's kernel idle (nothing running or queued) this long is stopped, after an
+    /// automatic checkpoint when `--auto-checkpoint` is on; its next execution says so.
+    pub cull_idle_after: Option<Duration>,
+    /// Resident memory in bytes one kernel (its process group) may use; past it the kernel is
+    /// stopped and its execution says so.
+    pub memory_limit: Option<u64>,
 }
 
 /// The MCP transport a server speaks (`serve --transport`).

@@ -18,6 +18,7 @@ mod internal;
 mod interrupts;
 mod kernel_states;
 mod kernels;
+mod limits;
 mod live;
 mod notebook_ops;
 mod ops;
@@ -73,6 +74,11 @@ struct Inner {
     kernel_states: Arc<kernel_states::KernelStates>,
     /// The warm kernel pool (`--kernel-pool`).
     pool: pool::KernelPool,
+    /// Kernel memory samples and kills for `--kernel-memory-limit` (`limits.rs`).
+    memory: Arc<limits::MemoryWatch>,
+    /// Set by a graceful shutdown: workers start no queued execution any more (their rows
+    /// stay `pending` in `state.db` and run after the next start).
+    hold_queued: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -96,6 +102,8 @@ impl Engine {
                 mcp_sessions: Arc::new(AtomicUsize::new(0)),
                 kernel_states: Default::default(),
                 pool: Default::default(),
+                memory: Default::default(),
+                hold_queued: Default::default(),
                 sessions: Mutex::new(HashMap::new()),
                 unrecorded: Default::default(),
             }),
@@ -126,6 +134,22 @@ impl Engine {
     /// sessions open and close; `server_status` reads it (stdio reports its one session).
     pub fn mcp_sessions(&self) -> &Arc<AtomicUsize> {
         &self.inner.mcp_sessions
+    }
+
+    /// From now on no queued execution starts: graceful shutdown lets the running ones finish
+    /// (`--shutdown-grace`) while the queued ones stay `pending` in `state.db`, durable, and
+    /// run after the next start, rather than starting now only to be cut off at the deadline.
+    pub fn hold_queued_executions(&self) {
+        self.inner
+            .hold_queued
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// True once [`Engine::hold_queued_executions`] was called.
+    pub(crate) fn queued_held(&self) -> bool {
+        self.inner
+            .hold_queued
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Executions pending in this engine, all notebooks.

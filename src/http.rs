@@ -13,7 +13,8 @@
 //!
 //! Life: take `server.lock` → bind → write `daemon.json` → serve while recovering (MCP
 //! requests wait for recovery) → on SIGTERM/SIGINT refuse new requests (503), let running
-//! executions finish up to `--shutdown-grace`, answer what is in flight, end the sessions,
+//! executions finish up to `--shutdown-grace` (queued ones stay `pending` for the next start),
+//! answer what is in flight, end the sessions,
 //! flush, remove `daemon.json`, exit 0 (kernels keep running unless
 //! `--stop-kernels-on-exit`).
 
@@ -263,6 +264,7 @@ pub async fn run(config: Config, options: HttpOptions) -> anyhow::Result<i32> {
             tracing::info!(?report, "recovered state from the previous run");
             state.set_ready(Readiness::Ready);
             engine.start_kernel_pool(engine.config().kernel_pool);
+            engine.spawn_limit_tasks();
             auto_checkpoints = crate::checkpoint::auto::spawn(&engine);
             let volume = engine.config().volume;
             retention = Some(crate::store::retention::spawn(
@@ -285,6 +287,7 @@ pub async fn run(config: Config, options: HttpOptions) -> anyhow::Result<i32> {
 
     // Graceful shutdown (SPEC §7).
     state.start_draining();
+    engine.hold_queued_executions();
     drain_executions(&engine, options.shutdown_grace).await;
     state.shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {

@@ -45,6 +45,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
                     Transport::Http => jupyter_mcp::config::ServerTransport::Http,
                 },
                 kernel_pool: args.kernel_pool.min(64),
+                kernels: jupyter_mcp::config::KernelLimits {
+                    max_kernels: args.max_kernels.map(|n| n as usize),
+                    cull_idle_after: args.cull_idle_after,
+                    ..config.kernels
+                },
                 ..config
             };
             let mode = match args.recover {
@@ -67,6 +72,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
             engine.start_kernel_pool(engine.config().kernel_pool);
+            engine.spawn_limit_tasks();
             let _auto_checkpoints = jupyter_mcp::checkpoint::auto::spawn(&engine);
             let volume = engine.config().volume;
             let _retention = jupyter_mcp::store::retention::spawn(

@@ -51,6 +51,13 @@ pub enum EngineError {
     /// An operation did not finish in time.
     #[error("{0}")]
     Timeout(String),
+    /// `--max-kernels` is reached.
+    #[error("cannot start a kernel for '{notebook}': this server already runs {limit} kernel(s), its limit (--max-kernels {limit}): {running}. Stop one with shutdown_kernel (an idle one first), or restart the server with a higher --max-kernels")]
+    KernelLimit {
+        limit: usize,
+        notebook: String,
+        running: String,
+    },
     /// The server is shutting down.
     #[error("the server is shutting down; retry after it restarts")]
     ShuttingDown,

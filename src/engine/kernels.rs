@@ -207,6 +207,11 @@ impl Engine {
                 state: k.state(),
                 queue_depth,
                 started_at: Some(k.started_at.clone()),
+                memory_bytes: self.memory_watch().resident(k.pid),
+                idle_seconds: self
+                    .kernel_states()
+                    .idle_for(&k.session_id)
+                    .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
             },
             None => KernelView {
                 notebook: session.path.rel.clone(),
@@ -215,6 +220,8 @@ impl Engine {
                 state: "none".into(),
                 queue_depth,
                 started_at: None,
+                memory_bytes: None,
+                idle_seconds: None,
             },
         })
     }

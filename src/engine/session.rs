@@ -201,6 +201,7 @@ pub async fn launch_kernel(
     };
     let kernel_id = uuid::Uuid::new_v4().to_string();
     let nb = session.path.rel.as_str();
+    engine.reserve_kernel_slot(nb, &kernel_id).await?;
     engine.kernel_state(nb, &kernel_id, "starting", None);
     let started = match start_kernel(spec, &opts, cfg.kernel_start_timeout).await {
         Ok(s) => s,
@@ -377,10 +378,11 @@ fn watch_kernel(
     let weak_session = Arc::downgrade(session);
     let store = engine.store().clone();
     let (states, events) = (engine.kernel_states().clone(), engine.events().clone());
+    let memory = engine.memory_watch().clone();
     let notebook = session.path.rel.clone();
     let (kernel_id, pid) = (kernel.session_id.clone(), kernel.pid);
     tokio::spawn(async move {
-        let mut reason = exit.await;
+        let mut reason = memory.explain_exit(pid, exit.await);
         let Some(kernel) = weak_kernel.upgrade() else {
             // Dropped without a stop (the engine went away): no longer counted.
             states.forget(&kernel_id);

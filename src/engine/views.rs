@@ -57,6 +57,10 @@ pub struct KernelView {
     pub queue_depth: i64,
     /// RFC 3339.
     pub started_at: Option<String>,
+    /// Resident bytes of the kernel's process group at the last memory sample.
+    pub memory_bytes: Option<u64>,
+    /// Seconds since the kernel last became idle; `None` unless idle.
+    pub idle_seconds: Option<f64>,
 }
 
 /// A cell as listed by `read_notebook`.

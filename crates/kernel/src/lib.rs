@@ -9,10 +9,12 @@
 //! - [`ports`]: ports handed to kernels still starting, so that starts run in parallel.
 //! - [`orphans`]: bounded buffer for messages whose parent is not known yet.
 //! - [`process`]: PIDs, process start times, exit notification and signals.
+//! - [`memory`]: resident memory of kernels (their process groups) from `/proc`.
 
 pub mod client;
 pub mod error;
 pub mod launch;
+pub mod memory;
 pub mod orphans;
 pub mod ports;
 pub mod process;
