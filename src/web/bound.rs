@@ -184,7 +184,7 @@ mod tests {
     fn long_text_keeps_head_and_tail_and_links_the_whole() {
         let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
         let o = json!({"output_type": "stream", "name": "stdout", "text": text});
-        let b = outputs(&[o.clone()], &|i| format!("/whole/{i}"));
+        let b = outputs(std::slice::from_ref(&o), &|i| format!("/whole/{i}"));
         let shown = b[0]["text"].as_str().unwrap();
         assert!(shown.len() < MAX_TEXT + 100, "{}", shown.len());
         assert!(shown.starts_with("line 0\n"));

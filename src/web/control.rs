@@ -61,9 +61,9 @@ fn check_csrf(
         .and_then(|t| t.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"));
     if origin_ok && token_ok && json_body {
-        Ok(())
+        None
     } else {
-        Err(error(
+        Some(error(
             StatusCode::FORBIDDEN,
             "control actions from a browser need this server's Origin, the page's X-CSRF-Token \
              header and a JSON body: use the buttons of the web view (reload it if the server \
@@ -93,7 +93,7 @@ pub async fn interrupt(
     headers: HeaderMap,
     Json(b): Json<NotebookBody>,
 ) -> Response {
-    if let Err(r) = check_csrf(&app, cookie.as_deref(), &headers) {
+    if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
         return r;
     }
     let path = match app.engine.notebook_path(&b.notebook) {
@@ -111,7 +111,7 @@ pub async fn restart(
     headers: HeaderMap,
     Json(b): Json<NotebookBody>,
 ) -> Response {
-    if let Err(r) = check_csrf(&app, cookie.as_deref(), &headers) {
+    if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
         return r;
     }
     let path = match app.engine.notebook_path(&b.notebook) {
@@ -129,7 +129,7 @@ pub async fn cancel(
     headers: HeaderMap,
     Json(b): Json<ExecutionBody>,
 ) -> Response {
-    if let Err(r) = check_csrf(&app, cookie.as_deref(), &headers) {
+    if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
         return r;
     }
     tracing::info!(execution = %b.execution_id, "web view: cancel the execution");
