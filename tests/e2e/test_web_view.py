@@ -127,6 +127,7 @@ def test_a_wrong_token_is_refused_and_the_link_signs_in(daemon: Daemon, browser,
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert d.get("/api/view/overview").status_code == 401
     assert d.get("/").status_code == 401
+    browser.delete_all_cookies()  # tests may run in any order (pytest-xdist worksteal)
     browser.get(f"{d.base_url}/?token=not-the-token")
     assert "wrong" in browser.find_element(By.TAG_NAME, "body").text
     assert not browser.get_cookies()
@@ -277,19 +278,21 @@ def test_matplotlib_image_pandas_table_and_a_script_that_must_not_run(
 def test_the_timeline_names_the_sdk_client(daemon: Daemon, browser, sid: str, shots: Path):
     d = daemon
 
+    make_notebook(d, sid, "sdk.ipynb", ["1"])
+
     async def run():
         async with d.session() as s:
-            r = await s.call_tool("execute_code", {"notebook": "rich.ipynb", "code": "6 * 7"})
+            r = await s.call_tool("execute_code", {"notebook": "sdk.ipynb", "code": "6 * 7"})
             return r.structured_content
 
     r = asyncio.run(run())
     assert r["status"] == "completed", r
-    sign_in(browser, d, "rich.ipynb")
+    sign_in(browser, d, "sdk.ipynb")
     sel = f"tr[data-execution-id='{r['execution_id']}'] td.who"
     who = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, sel), 20,
                    "the SDK's row")[0].get_attribute("textContent")
     assert who.startswith("MCP session") and "(mcp" in who, who
     # The overview shows the kernels with PID and memory.
-    meta = browser.find_element(By.CSS_SELECTOR, ".nb-item[data-path='rich.ipynb'] .nb-meta").text
+    meta = browser.find_element(By.CSS_SELECTOR, ".nb-item[data-path='sdk.ipynb'] .nb-meta").text
     assert "pid" in meta and ("MiB" in meta or "KiB" in meta), meta
     shot(browser, shots, "09-timeline")
