@@ -3,7 +3,7 @@
 //!
 //! - `overview`: `{server: {version, root, now, uptime_s, queue_depth, events_clients},
 //!   notebooks: [{path, bytes?, modified?, kernel: {state, pid?, kernel_name, started_at?,
-//!   memory_bytes?} | null, queue_depth, running: {execution_id, cell_id?} | null,
+//!   memory_bytes?, idle_seconds?} | null, queue_depth, running: {execution_id, cell_id?} | null,
 //!   last_finished_at?}]}` (memory: the kernel process's resident set, from `/proc`);
 //! - `notebook?path=P`: `{path, kernelspec, cells: [{id, index, cell_type, source,
 //!   execution_count, tags, outputs, execution: {execution_id, status} | null}]}`; the running
@@ -102,12 +102,14 @@ pub async fn overview(State(app): State<AppState>) -> Response {
         rows.insert(path, m);
     }
     for k in kernels {
-        let memory = k.pid.and_then(rss_bytes);
+        // The engine's sample (the kernel's process group), else the process's own RSS.
+        let memory = k.memory_bytes.or_else(|| k.pid.and_then(rss_bytes));
         let m = rows.entry(k.notebook.clone()).or_default();
         m.insert(
             "kernel".into(),
             json!({"state": k.state, "pid": k.pid, "kernel_name": k.kernel_name,
-                   "started_at": k.started_at, "memory_bytes": memory}),
+                   "started_at": k.started_at, "memory_bytes": memory,
+                   "idle_seconds": k.idle_seconds}),
         );
     }
     let notebooks: Vec<Value> = rows

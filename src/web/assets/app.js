@@ -322,7 +322,9 @@
     const parts = [k.state];
     if (k.pid) parts.push("pid " + k.pid);
     if (k.memory_bytes) parts.push(fmtBytes(k.memory_bytes));
-    if (k.state === "idle") {
+    if (k.state === "idle" && k.idle_seconds != null) {
+      parts.push("idle " + ago(new Date(Date.now() - k.idle_seconds * 1000).toISOString()));
+    } else if (k.state === "idle") {
       const since = n.last_finished_at && (!k.started_at || n.last_finished_at > k.started_at) ? n.last_finished_at : k.started_at;
       if (since) parts.push("idle " + ago(since));
     }
