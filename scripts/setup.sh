@@ -7,6 +7,7 @@
 #      .venv/share/jupyter/kernels/python3 (repairs it if not)
 #   4. npm ci in tests/ts (the official TypeScript MCP SDK clients of tests/e2e/test_clients.py),
 #      skipped while tests/ts/node_modules/.lock.sha256 matches package-lock.json
+#   4b. Debian chromium + chromium-driver (apt-get, only when missing) for the web view test
 #   5. cargo build --release --locked (without --locked when there is no Cargo.lock)
 #   6. the Python wheel carrying that binary (maturin build --release, into target/wheels),
 #      reusing step 5's artifacts; skipped while the wheel is newer than the binary
@@ -97,6 +98,18 @@ else
     step "npm: ci in tests/ts (TypeScript MCP SDK 1.32.2 and 1.12.3)"
     (cd "$TS_DIR" && quiet npm ci --no-audit --no-fund)
     printf '%s\n' "$ts_want" >"$TS_STAMP"
+fi
+
+# 4b. headless Chromium for the web view's browser test (tests/e2e/test_web_view.py),
+#     from Debian's packages (Playwright and Selenium Manager cannot download browsers here)
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    step "chromium: $(chromium --version 2>/dev/null | head -n1) and chromedriver present"
+elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == "0" ]]; then
+    step "chromium: installing Debian chromium and chromium-driver (apt-get)"
+    quiet apt-get update -q
+    DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -q --no-install-recommends chromium chromium-driver
+else
+    step "chromium: missing and apt-get not usable as this user; the web view browser test will be skipped"
 fi
 
 # 5. the server binary

@@ -7,6 +7,7 @@
 //! - [`run`]: the headless `jupyter-mcp run` command.
 //! - [`store`]: the SQLite state database.
 //! - [`paths`]: confinement of paths to the root.
+//! - [`web`]: the live web view served by the daemon at `/`.
 
 pub mod assets;
 pub mod checkpoint;
@@ -23,3 +24,4 @@ pub mod metrics;
 pub mod paths;
 pub mod run;
 pub mod store;
+pub mod web;

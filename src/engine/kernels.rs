@@ -27,7 +27,24 @@ impl Engine {
     /// Interrupts the running execution of the notebook (it becomes `interrupted`; the rest of
     /// its `run_all_cells` batch is cancelled when it had `stop_on_error`).
     pub async fn interrupt(&self, path: &RootedPath) -> EngineResult<KernelView> {
+        self.interrupt_by(path, None).await
+    }
+
+    /// [`Engine::interrupt`] on behalf of `who` (e.g. "the web view"): the interrupted
+    /// execution's note says so (the agent's next `get_execution` tells who stopped it).
+    pub async fn interrupt_by(
+        &self,
+        path: &RootedPath,
+        who: Option<&str>,
+    ) -> EngineResult<KernelView> {
         let session = self.session(path);
+        let mark = |r: &session::RunningExecution| {
+            if let Some(w) = who {
+                if let Ok(mut reason) = r.interrupt_reason.lock() {
+                    *reason = Some(format!("interrupted from {w}"));
+                }
+            }
+        };
         let kernel = session
             .current_kernel()
             .ok_or_else(|| EngineError::NoKernel {
@@ -37,6 +54,7 @@ impl Engine {
         // (ipykernel loses a SIGINT that lands earlier); one that comes before is remembered.
         let target = match session.running() {
             Some(r) => {
+                mark(&r);
                 r.interrupted.store(true, Ordering::SeqCst);
                 if r.gate.request() {
                     session::interrupt(&kernel).await?;
@@ -54,6 +72,7 @@ impl Engine {
                                 *n = None;
                             }
                         }
+                        mark(&r);
                         r.interrupted.store(true, Ordering::SeqCst);
                         if r.gate.request() {
                             session::interrupt(&kernel).await?;
@@ -78,11 +97,26 @@ impl Engine {
     /// executions run on the new kernel. The lifecycle lock is held from the stop to the new
     /// start, so the worker cannot start a kernel of its own choosing in between.
     pub async fn restart(&self, path: &RootedPath) -> EngineResult<KernelView> {
+        self.restart_by(path, None).await
+    }
+
+    /// [`Engine::restart`] on behalf of `who` (e.g. "the web view"): the execution it stops
+    /// says so in its note.
+    pub async fn restart_by(
+        &self,
+        path: &RootedPath,
+        who: Option<&str>,
+    ) -> EngineResult<KernelView> {
         let session = self.session(path);
         {
             let _l = session.lifecycle.lock().await;
             let old = session.kernel.lock().ok().and_then(|mut k| k.take());
             if let Some(r) = session.running() {
+                if let Some(w) = who {
+                    if let Ok(mut reason) = r.interrupt_reason.lock() {
+                        *reason = Some(format!("the kernel was restarted from {w}"));
+                    }
+                }
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             let spec = match old {

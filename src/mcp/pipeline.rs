@@ -53,6 +53,7 @@ impl Pipeline {
     /// shows in this session.
     pub(crate) fn start(svc: JupyterMcp, scope: TaskScope) -> Started {
         use rmcp::ServiceExt as _;
+        let svc = svc.for_session();
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (rmcp_in, rmcp_out) = tokio::io::split(theirs);
         let (from_rmcp, mut into_rmcp) = tokio::io::split(ours);
@@ -164,6 +165,12 @@ enum Route {
 }
 
 fn route(svc: &JupyterMcp, session: &Arc<Session>, msg: &Value) -> Route {
+    if msg.get("method").and_then(Value::as_str) == Some("initialize") {
+        if let Some(info) = msg.pointer("/params/clientInfo") {
+            let field = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or("");
+            svc.set_client_info(field("name"), field("version"));
+        }
+    }
     let method = msg.get("method").and_then(Value::as_str);
     let id = msg.get("id").cloned();
     let (Some(method), Some(id)) = (method, id) else {

@@ -217,7 +217,7 @@ impl JupyterMcp {
         };
         let ids = self
             .engine
-            .submit(&path, vec![item], false, true)
+            .submit_as(&path, vec![item], false, true, Some(self.requester()))
             .await
             .map_err(tool_error)?;
         Ok((path, ids[0].clone()))
@@ -263,7 +263,13 @@ impl JupyterMcp {
         }
         let ids = self
             .engine
-            .submit(&path, items, true, a.stop_on_error.unwrap_or(true))
+            .submit_as(
+                &path,
+                items,
+                true,
+                a.stop_on_error.unwrap_or(true),
+                Some(self.requester()),
+            )
             .await
             .map_err(tool_error)?;
         Ok((ids, skipped))
