@@ -37,7 +37,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         }
     };
     let bytes = n * factor;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > MAX_BYTES {
+    if !bytes.is_finite() || !(1.0..=MAX_BYTES).contains(&bytes) {
         return Err(format!(
             "'{s}' is out of range: give at least 1 byte and at most 1 PiB"
         ));
