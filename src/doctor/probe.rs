@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 /// (SPEC §8's `--storage-timeout` default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Free space under which a folder fails pre-flight: SQLite, notebooks and checkpoints need room.
-pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+/// Free space under which a folder fails pre-flight: too little for SQLite's WAL and a
+/// notebook write to succeed at all. Above it a nearly full disk is only a warning: the
+/// server then serves what it can and a write that fails says so (issue 8: nothing saved is
+/// lost), rather than refusing to start.
+pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// Free space under which a folder gets a warning.
 pub const LOW_FREE_BYTES: u64 = 1024 * 1024 * 1024;
 

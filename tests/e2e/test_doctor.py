@@ -192,6 +192,8 @@ def test_a_read_only_data_dir_refuses_start(dirs, mount):
 def test_a_full_data_dir_disk_refuses_start(dirs, mount):
     base, root, data = dirs
     small = mount("small-data", "size=8m")
+    # Nearly full: about 1 MiB left, under the 4 MiB a server needs to start at all.
+    (small / "filler").write_bytes(b"\0" * (7 * 1024 * 1024))
     d = doctor(base, root, small)
     assert d.returncode == 1
     bad = line(d.stdout, "disk space (data dir)")
