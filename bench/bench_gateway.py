@@ -1,6 +1,6 @@
 """Remote kernels (issue 12): `1+1` through jupyter-mcp on a Jupyter Kernel Gateway vs a raw
 WebSocket client against the same gateway, in one run; and the reconnect time after the kernel
-WebSocket is dropped.
+WebSocket is dropped; checkpoints over the wire (save/load of a 64 MiB and a 1 GiB array).
 
   (a) raw: POST /api/kernels, one tornado WebSocket (JSON form), execute_request `1+1`, wait
       for execute_reply and IOPub idle of that msg_id; N timed after W warm-up
@@ -8,10 +8,14 @@ WebSocket is dropped.
   (c) reconnect: jupyter-mcp reaches the gateway through a TCP relay; the relay cuts every
       connection, then the time until the next execute_code `1+1` answers (drop noticed,
       backoff, kernel looked up, WebSocket re-made, request sent) is measured, R times
+  (d) checkpoints: save_environment / load_environment of one numpy array of each size in a
+      remote kernel (comm messages with 1 MiB binary buffers); wall time, the kernel's part,
+      MB/s of the rest ("wire": transfer + HMAC + fsync + commit, or upload), and the server's
+      RSS before and at its peak (sampled every 20 ms)
 
 Prints a table; figures, never assertions. The gateway (and its kernels) is stopped by PID.
 
-    python bench/bench_gateway.py [--n 200] [--warmup 20] [--drops 5]
+    python bench/bench_gateway.py [--n 200] [--warmup 20] [--drops 5] [--checkpoint-mb 64,1024]
 """
 
 from __future__ import annotations
@@ -143,6 +147,87 @@ async def through_mcp(g: Gateway, n: int, warmup: int, drops: int) -> tuple[list
     return lat, reconnect
 
 
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssPeak:
+    """Samples the resident memory of `pid` every 20 ms in a thread; `peak` in MiB."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.peak, self._stop = pid, rss_mib(pid), threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, rss_mib(self.pid))
+            except OSError:
+                return
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
+async def checkpoints_over_the_wire(g: Gateway, sizes_mb: list[int]) -> list[tuple]:
+    """save_environment / load_environment of one `size` MiB numpy array in a remote kernel:
+    wall time of each tool call, the kernel's part (dill to its temp file / unpickling), and the
+    jupyter-mcp server's RSS before and at its peak during the call."""
+    import chaos
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ckpt-"))
+    (tmp / "root").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_MCP_")}
+    env.update(PATH=f"{VENV / 'bin'}:{os.environ.get('PATH', '')}", JUPYTER_MCP_GATEWAY_TOKEN=g.token)
+    params = StdioServerParameters(command=str(BINARY), env=env, args=[
+        "serve", "--root", str(tmp / "root"), "--data-dir", str(tmp / "data"),
+        "--stop-kernels-on-exit", "--gateway-url", g.url])
+    rows = []
+    async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
+        await s.initialize()
+        await s.call_tool("create_notebook", {"notebook": "c.ipynb"})
+        [pid] = chaos.server_pids(tmp / "data")
+        for mb in sizes_mb:
+            code = (f"import numpy as np\nblob = np.frombuffer(np.random.default_rng(0).bytes({mb} << 20), "
+                    "dtype=np.uint8)\nsig = int(blob[::4096].sum())")
+            res = await s.call_tool("execute_code", {"notebook": "c.ipynb", "code": code, "timeout_s": 600})
+            assert res.structured_content["status"] == "completed", res
+            for op in ("save", "load"):
+                if op == "load":
+                    await s.call_tool("execute_code", {"notebook": "c.ipynb", "code": "del blob", "timeout_s": 60})
+                before = rss_mib(pid)
+                peak = RssPeak(pid)
+                t0 = time.perf_counter()
+                if op == "save":
+                    res = await s.call_tool("save_environment", {
+                        "notebook": "c.ipynb", "name": f"b{mb}", "variables": ["blob"], "timeout_s": 1800})
+                else:
+                    res = await s.call_tool("load_environment", {
+                        "notebook": "c.ipynb", "name": f"b{mb}", "timeout_s": 1800})
+                wall = time.perf_counter() - t0
+                top = peak.stop()
+                assert not res.is_error, res
+                sc = res.structured_content
+                nbytes = sc["bytes"]
+                rows.append((op, mb, nbytes, wall, sc.get("kernel_seconds", 0.0), before, top))
+            res = await s.call_tool("execute_code", {"notebook": "c.ipynb", "code": "print(sig == int(blob[::4096].sum()))", "timeout_s": 60})
+            assert "True" in json.dumps(res.structured_content), res
+            await s.call_tool("delete_checkpoint", {"notebook": "c.ipynb", "name": f"b{mb}"})
+        await s.call_tool("shutdown_kernel", {"notebook": "c.ipynb"})
+    return rows
+
+
 def row(name: str, xs: list[float]) -> str:
     return f"{name:<44} {statistics.median(xs):8.2f} {pct(xs, 99):8.2f} {len(xs):6d}"
 
@@ -152,13 +237,26 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--drops", type=int, default=5)
+    ap.add_argument("--checkpoint-mb", default="64,1024",
+                    help="sizes (MiB) of the checkpoint-over-the-wire figures; empty for none")
     a = ap.parse_args()
+    sizes = [int(x) for x in a.checkpoint_mb.split(",") if x.strip()]
     g = Gateway.start("kernelgateway", Path(tempfile.mkdtemp(prefix="bench-kg-")) / "work")
     try:
-        raw = asyncio.run(raw_client(g, a.n, a.warmup))
-        lat, rec = asyncio.run(through_mcp(g, a.n, a.warmup, a.drops))
+        raw = asyncio.run(raw_client(g, a.n, a.warmup)) if a.n else []
+        lat, rec = asyncio.run(through_mcp(g, a.n, a.warmup, a.drops)) if a.n else ([], [])
+        ckpt = asyncio.run(checkpoints_over_the_wire(g, sizes)) if sizes else []
     finally:
         g.stop()
+    if ckpt:
+        print(f"{'checkpoint over the wire (KG 3.0.1)':<36} {'MiB':>6} {'wall s':>8} {'kernel s':>8} "
+              f"{'wire MB/s':>9} {'all MB/s':>9} {'RSS MiB before':>14} {'peak':>6}")
+        for op, mb, nbytes, wall, kernel_s, before, top in ckpt:
+            wire = nbytes / 1e6 / max(wall - kernel_s, 1e-9)
+            print(f"{op + '_environment':<36} {nbytes / 2**20:6.0f} {wall:8.2f} {kernel_s:8.2f} "
+                  f"{wire:9.1f} {nbytes / 1e6 / wall:9.1f} {before:14.1f} {top:6.1f}")
+    if not raw:
+        return 0
     print(f"{'1+1 on Jupyter Kernel Gateway 3.0.1 (ms)':<44} {'p50':>8} {'p99':>8} {'n':>6}")
     print(row("raw WebSocket client (tornado, JSON form)", raw))
     print(row("jupyter-mcp execute_code (MCP stdio)", lat))

@@ -10,6 +10,8 @@
 //!   reads the file into memory and refuses it unless its SHA-256 is the verified one (closing
 //!   the window between the server's check and the kernel's read), compares packages, installs
 //!   missing exact versions with the kernel's own pip when asked, and restores the variables.
+//! - Remote kernels (`--gateway-url`): the same files, moved over the messaging protocol as
+//!   comm messages with binary buffers (`wire.rs`).
 //! - Key: `key.rs`. Names and file names: `name.rs`. Index in `state.db`: `index.rs`.
 //!   Automatic checkpoints: `auto.rs`.
 //!
@@ -25,6 +27,7 @@ mod name;
 mod python;
 mod save;
 mod sign;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -156,7 +156,7 @@ pub fn ensure_dir(dir: &Path) -> Result<(), CheckpointError> {
 /// Opens a regular file for reading: no symlink followed in the last component, and a
 /// non-blocking open (a FIFO put in place of a checkpoint file cannot hang it) whose type is
 /// checked on the descriptor before the non-blocking flag is cleared.
-fn open_nofollow(path: &Path) -> io::Result<File> {
+pub(super) fn open_nofollow(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -192,6 +192,37 @@ pub fn place_data(
     fs::rename(temp, &data).map_err(|e| io_err("rename the checkpoint file", &data, e))?;
     fsync_dir(&paths.dir).map_err(|e| io_err("sync the checkpoint directory", &paths.dir, e))?;
     Ok((generation, streamed, hashed))
+}
+
+/// Step 2 for a data file already hashed and fsynced while it was written (a checkpoint
+/// received over the wire, `wire.rs`): renames it to a new generation's data file and fsyncs
+/// the directory. Returns the generation.
+pub fn place_hashed(paths: &CheckpointPaths, temp: &Path) -> Result<String, CheckpointError> {
+    let generation = new_generation();
+    let data = paths.data(&generation);
+    fs::rename(temp, &data).map_err(|e| io_err("rename the checkpoint file", &data, e))?;
+    fsync_dir(&paths.dir).map_err(|e| io_err("sync the checkpoint directory", &paths.dir, e))?;
+    Ok(generation)
+}
+
+/// Steps 2-4 for a data file hashed while it was written (see [`place_hashed`]).
+pub fn commit_hashed(
+    paths: &CheckpointPaths,
+    key: &SecretKey,
+    temp: &Path,
+    streamed: sign::Streamed,
+    unsigned: Unsigned,
+) -> Result<Metadata, CheckpointError> {
+    let generation = place_hashed(paths, temp)?;
+    let meta = match write_metadata(paths, key, &generation, streamed, unsigned) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = fs::remove_file(paths.data(&generation));
+            return Err(e);
+        }
+    };
+    remove_other_generations(paths, Some(&meta.data_file));
+    Ok(meta)
 }
 
 /// Step 3: signs and writes the metadata for a placed data file; the rename is the commit.

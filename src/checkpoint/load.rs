@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::files::{self, Package};
-use super::{blocking, check_name, parse, path_str, python, refused, service};
+use super::{blocking, check_name, parse, path_str, python, refused, service, wire};
 use super::{CheckpointError, CheckpointPaths, LoadReport, MissingPackage, Result};
 use super::{RestoredVariable, SkippedVariable, VersionMismatch};
 use crate::engine::Engine;
@@ -203,7 +203,15 @@ pub async fn load(
     // 4. Restore: the kernel re-checks the SHA-256 of the bytes it read before unpickling.
     let kernel_started = Instant::now();
     let data = paths.data(&meta.generation);
-    let code = python::load_code(path_str(&data)?, meta.bytes, &meta.sha256);
+    let code = match engine.remote_kernel_of(&path) {
+        // A remote kernel cannot read our file: it is sent over the wire, and the kernel's
+        // load code refuses it unless its size and SHA-256 are the verified ones.
+        Some((client, _)) => {
+            let file = wire::upload(engine, &path, &client, &data, timeout).await?;
+            python::load_code_removing(&file, meta.bytes, &meta.sha256)
+        }
+        None => python::load_code(path_str(&data)?, meta.bytes, &meta.sha256),
+    };
     let run = engine.run_internal(&path, &code, timeout).await?;
     let answer: LoadAnswer = parse(python::answer(&run, "restore the variables")?, "load")?;
     if let Some(what) = answer.refused {

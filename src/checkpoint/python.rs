@@ -40,6 +40,16 @@ pub fn save_code(path: &str, variables: Option<&[String]>) -> String {
     )
 }
 
+/// Like [`save_code`], into file `file_name` of the kernel's own temp directory (a remote
+/// kernel, whose file system is not ours); the answer's `path` names the file.
+pub fn save_code_in_kernel_tempdir(file_name: &str, variables: Option<&[String]>) -> String {
+    call(
+        &expand(SAVE),
+        "__jmcp_checkpoint_save",
+        &json!({ "path": file_name, "variables": variables, "in_tempdir": true }),
+    )
+}
+
 /// Reads `path` into memory, refuses it unless it has `bytes` bytes with SHA-256 `sha256`,
 /// then restores each variable into the kernel's globals.
 pub fn load_code(path: &str, bytes: u64, sha256: &str) -> String {
@@ -47,6 +57,16 @@ pub fn load_code(path: &str, bytes: u64, sha256: &str) -> String {
         &expand(LOAD),
         "__jmcp_checkpoint_load",
         &json!({ "path": path, "bytes": bytes, "sha256": sha256 }),
+    )
+}
+
+/// Like [`load_code`] for a file the kernel holds in its own temp directory (uploaded over
+/// the wire): the file is removed once read, whatever the outcome.
+pub fn load_code_removing(path: &str, bytes: u64, sha256: &str) -> String {
+    call(
+        &expand(LOAD),
+        "__jmcp_checkpoint_load",
+        &json!({ "path": path, "bytes": bytes, "sha256": sha256, "remove": true }),
     )
 }
 
@@ -197,7 +217,11 @@ def __jmcp_checkpoint_save(args):
         dist_of = {}
 
     saved = []
-    fd = os.open(args['path'], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path = args['path']
+    if args.get('in_tempdir'):
+        import tempfile
+        path = os.path.join(tempfile.gettempdir(), path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, 'wb') as f:
         f.write(b'JMCPCKP1')
         for name in names:
@@ -236,7 +260,7 @@ def __jmcp_checkpoint_save(args):
         f.flush()
         os.fsync(f.fileno())
     done({'saved': saved, 'skipped': skipped, 'python_version': platform.python_version(),
-          'python_executable': sys.executable, 'packages': packages})
+          'python_executable': sys.executable, 'packages': packages, 'path': path})
 "#;
 
 const LOAD: &str = r#"
@@ -282,6 +306,13 @@ def __jmcp_checkpoint_load(args):
         done({'refused': 'the checkpoint file changed after the server verified it (%s); '
                          'nothing was loaded' % e})
         return
+    finally:
+        if args.get('remove'):
+            import os
+            try:
+                os.unlink(args['path'])
+            except OSError:
+                pass
     if not hmac.compare_digest(h.hexdigest(), args['sha256']):
         done({'refused': 'the checkpoint file changed after the server verified it (SHA-256 '
                          'mismatch); nothing was loaded'})

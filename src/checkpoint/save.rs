@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::files::{self, Package, SavedVariable, SkippedVariable};
-use super::{blocking, check_name, index, parse, path_str, python, service};
+use super::{blocking, check_name, index, parse, path_str, python, service, wire};
 use super::{CheckpointError, CheckpointPaths, Result, SaveReport};
 use crate::engine::{Engine, EngineError};
 use crate::metrics;
@@ -19,6 +19,9 @@ struct SaveAnswer {
     python_version: String,
     python_executable: String,
     packages: Vec<Package>,
+    /// Where the kernel wrote the file (its own temp directory for a remote kernel).
+    #[serde(default)]
+    path: Option<String>,
 }
 
 /// Saves the kernel's variables (`variables`, or every user global) as checkpoint `name` of
@@ -53,7 +56,15 @@ pub async fn save(
     })
     .await?;
     let temp = paths.temp_data();
-    let code = python::save_code(path_str(&temp)?, variables.as_deref());
+    // A remote kernel writes into its own temp directory; the bytes then travel over the wire.
+    let remote = engine.remote_kernel_of(&path);
+    let code = match &remote {
+        Some(_) => python::save_code_in_kernel_tempdir(
+            &format!("jmcp-checkpoint-{}.dill", uuid::Uuid::new_v4().simple()),
+            variables.as_deref(),
+        ),
+        None => python::save_code(path_str(&temp)?, variables.as_deref()),
+    };
     let remove_temp = |temp: &Path| {
         let _ = std::fs::remove_file(temp);
     };
@@ -79,6 +90,9 @@ pub async fn save(
     };
     if answer.saved.is_empty() {
         remove_temp(&temp);
+        if let (Some(_), Some(file)) = (&remote, &answer.path) {
+            wire::discard(engine, &path, file, timeout).await;
+        }
         let why = if answer.skipped.is_empty() {
             "the kernel has no user variables".to_string()
         } else {
@@ -93,6 +107,7 @@ pub async fn save(
             "nothing was saved ({why}); checkpoint '{name}' was left as it was"
         )));
     }
+    let answer_path = answer.path.clone();
     let unsigned = files::Unsigned {
         name: name.to_string(),
         notebook: path.rel.clone(),
@@ -104,8 +119,33 @@ pub async fn save(
         skipped: answer.skipped,
     };
     let (commit_paths, commit_temp) = (paths.clone(), temp.clone());
-    let committed =
-        blocking(move || files::commit(&commit_paths, &key, &commit_temp, unsigned)).await;
+    let committed = match (&remote, &answer_path) {
+        (Some((client, _)), Some(file)) => {
+            let t = Instant::now();
+            let streamed =
+                wire::download(engine, &path, client, file, &temp, &key, timeout).await?;
+            let hash = t.elapsed();
+            blocking(move || {
+                let t = Instant::now();
+                let meta =
+                    files::commit_hashed(&commit_paths, &key, &commit_temp, streamed, unsigned)?;
+                Ok((
+                    meta,
+                    files::CommitTimes {
+                        hash,
+                        write: t.elapsed(),
+                    },
+                ))
+            })
+            .await
+        }
+        (Some(_), None) => Err(CheckpointError::Kernel(
+            "the remote kernel did not say where it wrote the checkpoint".into(),
+        )),
+        (None, _) => {
+            blocking(move || files::commit(&commit_paths, &key, &commit_temp, unsigned)).await
+        }
+    };
     let (meta, times) = match committed {
         Ok(c) => c,
         Err(e) => {

@@ -201,3 +201,17 @@ pub(super) async fn reattach(
         }),
     })
 }
+
+impl Engine {
+    /// The client and location of the notebook's running kernel when it is a remote one
+    /// (checkpoints then travel over its messaging protocol, `checkpoint/wire.rs`); `None` for
+    /// a local kernel or none.
+    pub(crate) fn remote_kernel_of(
+        &self,
+        path: &crate::paths::RootedPath,
+    ) -> Option<(KernelClient, RemoteKernel)> {
+        let kernel = self.existing_session(&path.rel)?.current_kernel()?;
+        let remote = kernel.remote.clone()?;
+        Some((kernel.client.clone(), remote))
+    }
+}

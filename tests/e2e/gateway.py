@@ -1,7 +1,8 @@
 """A real Jupyter Kernel Gateway or Jupyter Server on 127.0.0.1 for the remote-kernel tests.
 
 `Gateway.start(kind, workdir)` runs `jupyter kernelgateway` (PyPI jupyter_kernel_gateway) or
-`jupyter server` (PyPI jupyter_server) on a free port with a random token, in its own process
+`jupyter server` (PyPI jupyter_server; kind `server-json`: forced to the legacy JSON form of the
+kernel WebSocket) on a free port with a random token, in its own process
 group, with `workdir` as the kernels' working directory; `stop()` ends that process group by its
 own PID (SIGTERM, then SIGKILL). `rest(method, path)` calls its REST API with the token.
 """
@@ -44,8 +45,10 @@ class Gateway:
                     f"--KernelGatewayApp.port={port}", f"--KernelGatewayApp.auth_token={token}",
                     "--JupyterWebsocketPersonality.list_kernels=True",
                     "--KernelGatewayApp.port_retries=0"]
-        if kind == "server":
-            return [py, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        if kind in ("server", "server-json"):
+            # server-json: the legacy JSON form of the kernel WebSocket (no v1 subprotocol).
+            legacy = ["--ZMQChannelsWebsocketConnection.kernel_ws_protocol="] if kind == "server-json" else []
+            return [py, "-m", "jupyter_server", *legacy, "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                     f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={workdir}",
                     "--ServerApp.open_browser=False", "--ServerApp.port_retries=0",
                     *(["--allow-root"] if os.geteuid() == 0 else [])]
@@ -66,6 +69,9 @@ class Gateway:
         env["MPLCONFIGDIR"] = str(workdir.parent / f".{kind}-mpl")
         env["JUPYTER_RUNTIME_DIR"] = str(workdir.parent / f".{kind}-jupyter-runtime")
         env["JUPYTER_CONFIG_DIR"] = str(workdir.parent / f".{kind}-jupyter-config")
+        # The kernels' own temp directory (checkpoints over the wire pass through it).
+        (workdir.parent / f".{kind}-tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(workdir.parent / f".{kind}-tmp")
         log = workdir.parent / f"{kind}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(cls.command(kind, port, token, workdir), cwd=workdir, env=env,
@@ -102,6 +108,11 @@ class Gateway:
         except urllib.error.HTTPError as e:
             return e.code, None
 
+    @property
+    def tmpdir(self) -> Path:
+        """The kernels' temp directory (TMPDIR)."""
+        return self.workdir.parent / f".{self.kind}-tmp"
+
     def kernel_ids(self) -> list[str]:
         status, body = self.rest("GET", "/api/kernels")
         assert status == 200, status
@@ -129,6 +140,93 @@ class Gateway:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except FileNotFoundError:
             return "(no log)"
+
+
+class Proxy:
+    """A TCP proxy on a free 127.0.0.1 port in front of `target_port`, run in its own thread, so a
+    test can cut every open connection (`drop_all`: a dropped kernel WebSocket, as a flaky network
+    or a load balancer does) while the gateway itself keeps running. `connections` counts the
+    connections accepted so far."""
+
+    def __init__(self, target_port: int):
+        import asyncio
+        import threading
+
+        self.target_port = target_port
+        self.connections = 0
+        self._writers: set = set()
+        self._loop = asyncio.new_event_loop()
+        self._server = None
+        started = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._handle, "127.0.0.1", 0))
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        started.wait(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, reader, writer):
+        import asyncio
+
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.connections += 1
+        self._writers.update((writer, up_w))
+
+        async def pipe(r, w):
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                w.close()
+                self._writers.discard(w)
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def drop_all(self) -> None:
+        """Closes every open connection abruptly (RST), both sides."""
+        import socket as _socket
+        import struct
+
+        def cut():
+            for w in list(self._writers):
+                sock = w.get_extra_info("socket")
+                if sock is not None:
+                    try:  # SO_LINGER 0: close sends RST, like a dead link
+                        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    except OSError:
+                        pass
+                w.transport.abort()
+            self._writers.clear()
+
+        import concurrent.futures
+
+        done = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(lambda: (cut(), done.set_result(None)))
+        done.result(10)
+
+    def stop(self) -> None:
+        def shut():
+            self._server.close()
+            for w in list(self._writers):
+                w.transport.abort()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(shut)
+        self._thread.join(10)
 
 
 if __name__ == "__main__":  # manual check: python tests/e2e/gateway.py kernelgateway /tmp/x

@@ -435,6 +435,55 @@ impl KernelClient {
         &self.inner.session
     }
 
+    /// Sends `comm_open` (messaging spec "Custom Messages") for comm `comm_id` to the kernel's
+    /// comm target `target_name`; the handle yields the messages the kernel sends while it
+    /// handles it (IOPub `comm_msg` answers, `status`).
+    pub async fn comm_open(
+        &self,
+        comm_id: &str,
+        target_name: &str,
+        data: serde_json::Map<String, Value>,
+    ) -> Result<RequestHandle> {
+        let content = jupyter_protocol::CommOpen {
+            comm_id: jupyter_protocol::CommId(comm_id.to_string()),
+            target_name: target_name.to_string(),
+            data,
+            target_module: None,
+        };
+        self.shell_request(content.into(), Vec::new()).await
+    }
+
+    /// Sends `comm_msg` on comm `comm_id` with binary `buffers` (the parts after the content
+    /// frame); the handle yields the messages the kernel sends while it handles it.
+    pub async fn comm_msg(
+        &self,
+        comm_id: &str,
+        data: serde_json::Map<String, Value>,
+        buffers: Vec<Vec<u8>>,
+    ) -> Result<RequestHandle> {
+        let content = jupyter_protocol::CommMsg {
+            comm_id: jupyter_protocol::CommId(comm_id.to_string()),
+            data,
+        };
+        let buffers = buffers.into_iter().map(bytes::Bytes::from).collect();
+        self.shell_request(content.into(), buffers).await
+    }
+
+    async fn shell_request(
+        &self,
+        content: JupyterMessageContent,
+        buffers: Vec<bytes::Bytes>,
+    ) -> Result<RequestHandle> {
+        let mut msg = JupyterMessage::new(content, None);
+        msg.buffers = buffers;
+        let handle = self.register(&msg.header.msg_id);
+        self.inner
+            .sink
+            .send(Channel::Shell, msg, &self.inner.session)
+            .await?;
+        Ok(handle)
+    }
+
     async fn send_shell(&self, content: JupyterMessageContent) -> Result<RequestHandle> {
         self.send_shell_with_id(content, None).await
     }

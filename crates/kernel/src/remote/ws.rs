@@ -4,7 +4,8 @@
 //! `v1.kernel.websocket.jupyter.org` subprotocol, used when the server accepts it (binary
 //! frames: a little-endian u64 count of offsets, the offsets, then the channel name and the
 //! header / parent header / metadata / content / buffer parts), and the legacy JSON form
-//! otherwise (one text frame per message, `channel` as a key).
+//! otherwise (one text frame per message, `channel` as a key; a message with binary buffers
+//! is a binary frame, `serialize_binary_message`).
 //!
 //! One task per connection reads every frame and routes it through the client's shared
 //! router, so the drain never waits on a consumer; requests are queued for the same task.
@@ -39,10 +40,11 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// A request on its way to the kernel: its channel and the four JSON parts.
+/// A request on its way to the kernel: its channel, the four JSON parts and binary buffers.
 struct Outgoing {
     channel: Channel,
     parts: [Value; 4],
+    buffers: Vec<bytes::Bytes>,
 }
 
 /// The send side of a remote kernel's client: requests queue here until the connection
@@ -65,6 +67,7 @@ impl Outbox {
             .send(Outgoing {
                 channel,
                 parts: [header, parent, msg.metadata.clone(), content],
+                buffers: msg.buffers,
             })
             .map_err(|_| KernelError::Closed)
     }
@@ -201,6 +204,7 @@ async fn open_once(
 fn encode_v1(o: &Outgoing) -> Vec<u8> {
     let mut parts: Vec<Vec<u8>> = vec![channel_name(o.channel).as_bytes().to_vec()];
     parts.extend(o.parts.iter().map(|p| p.to_string().into_bytes()));
+    parts.extend(o.buffers.iter().map(|b| b.to_vec()));
     frame_v1(&parts)
 }
 
@@ -257,10 +261,84 @@ fn encode(o: &Outgoing, v1: bool) -> Message {
         let [header, parent, metadata, content] = o.parts.clone();
         let v = serde_json::json!({
             "header": header, "parent_header": parent, "metadata": metadata,
-            "content": content, "channel": channel_name(o.channel), "buffers": [],
+            "content": content, "channel": channel_name(o.channel),
         });
-        Message::Text(v.to_string().into())
+        if o.buffers.is_empty() {
+            let mut v = v;
+            v["buffers"] = Value::Array(Vec::new());
+            Message::Text(v.to_string().into())
+        } else {
+            let mut parts = vec![v.to_string().into_bytes()];
+            parts.extend(o.buffers.iter().map(|b| b.to_vec()));
+            Message::Binary(frame_legacy(&parts).into())
+        }
     }
+}
+
+/// The JSON form's binary message (jupyter_server `serialize_binary_message`): a big-endian
+/// u32 count of parts, the u32 offset of each part, then the JSON message and its buffers.
+fn frame_legacy(parts: &[Vec<u8>]) -> Vec<u8> {
+    let n = parts.len();
+    let mut at = 4 * (n + 1);
+    let mut out = Vec::with_capacity(at + parts.iter().map(Vec::len).sum::<usize>());
+    out.extend_from_slice(&(n as u32).to_be_bytes());
+    for p in parts {
+        out.extend_from_slice(&(at as u32).to_be_bytes());
+        at += p.len();
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Splits a binary message of the JSON form (jupyter_server `deserialize_binary_message`) into
+/// the JSON message and its buffers.
+fn decode_legacy(b: &[u8]) -> std::result::Result<(Value, Vec<&[u8]>), String> {
+    let word = |i: usize| -> std::result::Result<usize, String> {
+        b.get(i * 4..i * 4 + 4)
+            .map(|w| u32::from_be_bytes(w.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| "truncated offset table".to_string())
+    };
+    let n = word(0)?;
+    if !(1..=4096).contains(&n) {
+        return Err(format!("implausible part count {n}"));
+    }
+    let mut offsets: Vec<usize> = (1..=n).map(word).collect::<std::result::Result<_, _>>()?;
+    offsets.push(b.len());
+    let parts: Vec<&[u8]> = offsets
+        .windows(2)
+        .map(|w| {
+            b.get(w[0]..w[1])
+                .ok_or_else(|| format!("part {}..{} is outside the frame", w[0], w[1]))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let msg = serde_json::from_slice(parts[0]).map_err(|e| format!("not JSON: {e}"))?;
+    Ok((msg, parts[1..].to_vec()))
+}
+
+/// The parts of a JSON-form message (header, parent, metadata, content, buffers...).
+fn json_parts(
+    v: &Value,
+    buffers: &[&[u8]],
+) -> std::result::Result<(Channel, Vec<Vec<u8>>), String> {
+    let name = v.get("channel").and_then(Value::as_str).unwrap_or("");
+    let channel = channel_of(name).ok_or(format!("unknown channel '{name}'"))?;
+    let part = |k: &str| {
+        v.get(k)
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()))
+            .to_string()
+            .into_bytes()
+    };
+    let mut parts = vec![
+        part("header"),
+        part("parent_header"),
+        part("metadata"),
+        part("content"),
+    ];
+    parts.extend(buffers.iter().map(|b| b.to_vec()));
+    Ok((channel, parts))
 }
 
 /// Decodes one received frame into a message (`None` for frames that are not messages).
@@ -272,26 +350,12 @@ fn decode(msg: &Message, v1: bool, inner: &Inner) -> Option<WireMessage> {
         }),
         (Message::Text(t), _) => serde_json::from_str::<Value>(t)
             .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|v| {
-                let name = v.get("channel").and_then(Value::as_str).unwrap_or("");
-                let channel = channel_of(name).ok_or(format!("unknown channel '{name}'"))?;
-                let part = |k: &str| {
-                    v.get(k)
-                        .cloned()
-                        .unwrap_or(Value::Object(Default::default()))
-                        .to_string()
-                        .into_bytes()
-                };
-                let parts = [
-                    part("header"),
-                    part("parent_header"),
-                    part("metadata"),
-                    part("content"),
-                ];
-                WireMessage::decode_parts(channel, &parts)
-            }),
-        // Legacy binary messages (JSON form with buffers) are not decoded.
-        (Message::Binary(_), false) => Err("a binary frame in the JSON form".into()),
+            .and_then(|v| json_parts(&v, &[]))
+            .and_then(|(channel, parts)| WireMessage::decode_parts(channel, &parts)),
+        // The JSON form sends messages with buffers as binary frames.
+        (Message::Binary(b), false) => decode_legacy(b)
+            .and_then(|(v, buffers)| json_parts(&v, &buffers))
+            .and_then(|(channel, parts)| WireMessage::decode_parts(channel, &parts)),
         _ => return None,
     };
     match result {
@@ -456,6 +520,7 @@ mod tests {
                 serde_json::json!({}),
                 serde_json::json!({"code": "1+1"}),
             ],
+            buffers: vec![],
         };
         let bytes = encode_v1(&o);
         let (channel, parts) = decode_v1(&bytes).unwrap();
@@ -466,5 +531,37 @@ mod tests {
         assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()), 6);
         assert!(decode_v1(&bytes[..20]).is_err());
         assert!(decode_v1(&[0u8; 4]).is_err());
+    }
+
+    #[test]
+    fn buffers_travel_in_both_framings() {
+        let o = Outgoing {
+            channel: Channel::Shell,
+            parts: [
+                serde_json::json!({"msg_id": "b", "msg_type": "comm_msg"}),
+                serde_json::json!({}),
+                serde_json::json!({}),
+                serde_json::json!({"comm_id": "c", "data": {}}),
+            ],
+            buffers: vec![
+                bytes::Bytes::from_static(b"\x00\xffraw"),
+                bytes::Bytes::new(),
+            ],
+        };
+        let frame = encode_v1(&o);
+        let (_, parts) = decode_v1(&frame).unwrap();
+        assert_eq!(parts.len(), 6);
+        assert_eq!(parts[4], b"\x00\xffraw");
+        let Message::Binary(frame) = encode(&o, false) else {
+            panic!("a message with buffers is a binary frame in the JSON form")
+        };
+        let (v, buffers) = decode_legacy(&frame).unwrap();
+        assert_eq!(v["channel"], "shell");
+        assert_eq!(buffers, vec![&b"\x00\xffraw"[..], &b""[..]]);
+        let (channel, parts) = json_parts(&v, &buffers).unwrap();
+        let (m, _) = WireMessage::decode_parts(channel, &parts).unwrap();
+        assert_eq!(m.msg_type, "comm_msg");
+        assert_eq!(m.buffers, vec![b"\x00\xffraw".to_vec(), vec![]]);
+        assert!(decode_legacy(&frame[..6]).is_err());
     }
 }
