@@ -54,8 +54,22 @@ class Gateway:
                     *(["--allow-root"] if os.geteuid() == 0 else [])]
         raise ValueError(kind)
 
+    @staticmethod
+    def hiding(hide: Path, keep: Path, cmd: list[str]) -> list[str]:
+        """`cmd` in a private mount namespace where `hide` is an empty tmpfs except `keep` (a
+        folder under it, bind-mounted back): the gateway's kernels cannot see jupyter-mcp's
+        files, as on another machine. Needs root (`unshare` from util-linux)."""
+        script = ('set -e; mkdir -p "$3"; mount --bind "$2" "$3"; mount -t tmpfs jmcp-hidden "$1"; '
+                  'mkdir -p "$2"; mount --move "$3" "$2"; shift 3; exec "$@"')
+        stash = f"/run/jmcp-gw-{secrets.token_hex(6)}"
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                str(hide), str(keep), stash, *cmd]
+
     @classmethod
-    def start(cls, kind: str, workdir: Path, port: int | None = None, token: str | None = None) -> "Gateway":
+    def start(cls, kind: str, workdir: Path, port: int | None = None, token: str | None = None,
+              hide: Path | None = None) -> "Gateway":
+        """Starts a gateway; with `hide`, its kernels do not see that folder (except the
+        gateway's own folder, `workdir.parent`, which must be under it)."""
         workdir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
         token = token or secrets.token_hex(16)
@@ -74,7 +88,10 @@ class Gateway:
         env["TMPDIR"] = str(workdir.parent / f".{kind}-tmp")
         log = workdir.parent / f"{kind}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen(cls.command(kind, port, token, workdir), cwd=workdir, env=env,
+            cmd = cls.command(kind, port, token, workdir)
+            if hide is not None:
+                cmd = cls.hiding(hide, workdir.parent, cmd)
+            proc = subprocess.Popen(cmd, cwd=workdir, env=env,
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         gw = cls(kind, proc, port, token, workdir, log)

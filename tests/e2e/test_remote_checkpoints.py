@@ -1,11 +1,12 @@
 """Checkpoints of remote kernels (SPEC §10, §6; issue 12 item 4) against a real
-`jupyter kernelgateway` and a real `jupyter server` (v1 WebSocket subprotocol, and forced to the
-legacy JSON form): save_environment / load_environment move the dill bytes over the messaging
+`jupyter kernelgateway` and a real `jupyter server` (Kernel Gateway with the v1 WebSocket subprotocol, Jupyter
+Server forced to the legacy JSON form): save_environment / load_environment move the dill bytes over the messaging
 protocol (comm messages with binary buffers), into DATA_DIR/checkpoints in the same signed format
 as local checkpoints. A pandas DataFrame (several chunks) and a lambda survive a restore into a
 fresh remote kernel, a tampered file is refused before anything reaches the kernel, the kernel's
 temp files are gone afterwards, and a checkpoint saved remotely loads into a local kernel and
-back. Each gateway is started once per module (`gateway.py`) and stopped by its PID.
+back. The gateways run in their own mount namespace where jupyter-mcp's folders are hidden (as on
+another machine). Each gateway is started once per module (`gateway.py`) and stopped by its PID.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def gateways(tmp_path_factory):
 
     def get(kind: str) -> Gateway:
         if kind not in started:
-            started[kind] = Gateway.start(kind, tmp_path_factory.mktemp(f"gw-{kind}") / "work")
+            # The kernels cannot see jupyter-mcp's DATA_DIR (under the same pytest base folder):
+            # the bytes can only travel over the messaging protocol.
+            started[kind] = Gateway.start(kind, tmp_path_factory.mktemp(f"gw-{kind}") / "work",
+                                          hide=tmp_path_factory.getbasetemp())
         return started[kind]
 
     yield get
@@ -69,7 +73,9 @@ def kernel_temp_files(g: Gateway) -> list[str]:
     return sorted(p.name for p in g.tmpdir.glob("jmcp-checkpoint-*"))
 
 
-@pytest.mark.parametrize("kind", ["kernelgateway", "server", "server-json"])
+# Kernel Gateway with the v1 subprotocol; Jupyter Server forced to the legacy JSON form (binary
+# frames for messages with buffers). Jupyter Server's v1 path is Kernel Gateway's (same code).
+@pytest.mark.parametrize("kind", ["kernelgateway", "server-json"])
 def test_checkpoint_over_the_wire(mcp, gateways, kind):
     g = gateways(kind)
     use_gateway(mcp, g)
@@ -77,6 +83,8 @@ def test_checkpoint_over_the_wire(mcp, gateways, kind):
 
     async def body(c):
         await c.ok("create_notebook", notebook=nb)
+        # The remote kernel cannot see our DATA_DIR (so a file path could not work).
+        assert await out(c, nb, f"import os\nprint(os.path.exists({str(c.data)!r}))") == "False"
         before = await out(c, nb, SETUP)
         s = await c.ok("save_environment", notebook=nb, name="wire")
         saved = {v["name"]: v for v in s["saved"]}
