@@ -170,7 +170,7 @@ pub struct LoadReport {
     pub notes: Vec<String>,
     /// Server verification (metadata + streaming HMAC over the data).
     pub verify_seconds: f64,
-    /// Kernel restore (read, SHA-256, dill).
+    /// Kernel restore (read, SHA-256, dill); for a remote kernel, after the upload.
     pub kernel_seconds: f64,
 }
 

@@ -201,7 +201,6 @@ pub async fn load(
     }
 
     // 4. Restore: the kernel re-checks the SHA-256 of the bytes it read before unpickling.
-    let kernel_started = Instant::now();
     let data = paths.data(&meta.generation);
     let code = match engine.remote_kernel_of(&path) {
         // A remote kernel cannot read our file: it is sent over the wire, and the kernel's
@@ -212,6 +211,7 @@ pub async fn load(
         }
         None => python::load_code(path_str(&data)?, meta.bytes, &meta.sha256),
     };
+    let kernel_started = Instant::now();
     let run = engine.run_internal(&path, &code, timeout).await?;
     let answer: LoadAnswer = parse(python::answer(&run, "restore the variables")?, "load")?;
     if let Some(what) = answer.refused {
