@@ -135,7 +135,7 @@ def test_connect_spawn_starts_a_new_daemon_when_its_daemon_dies(dirs):
                 # A call in flight when the daemon dies: a clear error for that call.
                 slow = asyncio.create_task(s.call_tool("execute_code", {
                     "notebook": "k.ipynb", "timeout_s": 120,
-                    "code": f"open({str(flag)!r}, 'w').close()\nimport time\ntime.sleep(60)"}))
+                    "code": f"open({str(flag)!r}, 'w').close()\nimport time\ntime.sleep(15)"}))
                 while not flag.exists():
                     assert not slow.done(), slow.result()
                     await asyncio.sleep(0.05)
