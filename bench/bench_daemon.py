@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 
 import chaos  # noqa: E402
 from daemon import Daemon, cleanup  # noqa: E402
-from helpers import kill_pids  # noqa: E402
+from helpers import kill_pids, proc_start_time  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -122,7 +122,9 @@ def raw_clients(base: Path, clients: int, n: int) -> tuple[list[float], float]:
             km = KernelManager(kernel_name="python3")
             km.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"], env=env,
                             stderr=subprocess.DEVNULL)
-            pids.append(getattr(km.provisioner, "pid", None))
+            pid = getattr(km.provisioner, "pid", None)
+            if pid:
+                pids.append((pid, proc_start_time(pid)))
             kms.append(km)
         kcs = []
         for km in kms:
@@ -166,7 +168,7 @@ def raw_clients(base: Path, clients: int, n: int) -> tuple[list[float], float]:
                 km.shutdown_kernel(now=True)
             except Exception:  # noqa: BLE001 - killed by PID below anyway
                 pass
-        kill_pids([p for p in pids if p])
+        kill_pids(dict(pids))
 
 
 # ------------------------------------------------------------------ 2. flood neighbour
