@@ -9,6 +9,9 @@
 #                                    with and without --kernel-pool 1
 #   scripts/bench.sh checkpoint      bench/bench_checkpoint.py: save/load times, HMAC, server RSS
 #                                    (e.g. `--sizes-mb 64,1024`)
+#   scripts/bench.sh daemon          bench/bench_daemon.py: the daemon figures of issue 10 (20
+#                                    HTTP sessions vs 20 raw clients, a flooding neighbour,
+#                                    /events fan-out with stalled clients, RSS, warm pool)
 #   scripts/bench.sh gateway         bench/bench_gateway.py: 1+1 through jupyter-mcp on a Kernel
 #                                    Gateway vs a raw WebSocket client; reconnect after a drop
 set -euo pipefail
