@@ -9,6 +9,8 @@
 #                                    with and without --kernel-pool 1
 #   scripts/bench.sh checkpoint      bench/bench_checkpoint.py: save/load times, HMAC, server RSS
 #                                    (e.g. `--sizes-mb 64,1024`)
+#   scripts/bench.sh storage         bench/bench_storage.py: frozen FUSE mount: freeze to first
+#                                    fast failure, thaw to first success, healthy-notebook latency
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"

@@ -7,6 +7,7 @@
 //! - [`run`]: the headless `jupyter-mcp run` command.
 //! - [`store`]: the SQLite state database.
 //! - [`paths`]: confinement of paths to the root.
+//! - [`storage`]: storage probe, breakers and bounded storage calls (SPEC §8).
 
 pub mod assets;
 pub mod checkpoint;
@@ -22,4 +23,5 @@ pub mod mcp;
 pub mod metrics;
 pub mod paths;
 pub mod run;
+pub mod storage;
 pub mod store;

@@ -31,7 +31,7 @@ pub async fn save(
     timeout: Duration,
 ) -> Result<SaveReport> {
     check_name(name)?;
-    let path = engine.notebook_path(notebook)?;
+    let path = engine.resolve_notebook(notebook).await?;
     if !engine.has_live_kernel(&path) {
         return Err(CheckpointError::Kernel(format!(
             "no kernel is running for '{}', so there are no variables to save: run the notebook's \

@@ -51,6 +51,10 @@ pub enum EngineError {
     /// An operation did not finish in time.
     #[error("{0}")]
     Timeout(String),
+    /// Storage (the root or the data dir) did not answer within `--storage-timeout`, or
+    /// its breaker is open (SPEC §8).
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageUnavailable),
     /// The server is shutting down.
     #[error("the server is shutting down; retry after it restarts")]
     ShuttingDown,

@@ -150,6 +150,8 @@ fn store() -> Result<Assets, CallToolResult> {
 async fn off_thread<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, assets::AssetError> + Send + 'static,
 ) -> Result<R, CallToolResult> {
+    // Bounded (SPEC §8): the asset methods that touch files bound themselves; this keeps the
+    // rest (index queries, listing) off the async threads.
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(fail(e.to_string())),
@@ -238,7 +240,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ListAssetsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()).await);
         let store = tool_try!(store());
         let offset = a.offset.unwrap_or(0);
         let limit = a.limit.unwrap_or(100).clamp(1, 1000);
@@ -287,7 +289,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<PruneAssetsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()).await);
         let store = tool_try!(store());
         let dry_run = a.dry_run.unwrap_or(false);
         let report = tool_try!(
