@@ -204,3 +204,68 @@ def test_a_frozen_folder_inside_the_root_does_not_stop_the_other_notebook(mcp, t
         mcp.run(body)
         assert len(read_nb(mcp.root / "local.ipynb").cells) == 6
         assert integrity(mcp.data / "state.db") == "ok"
+
+
+def _mount_tmpfs(where: Path, size: str) -> str | None:
+    """Mounts a small tmpfs at `where`; returns why not (not root, no mount) or None."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        return "mounting a small tmpfs needs root"
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    return None if r.returncode == 0 else f"cannot mount a tmpfs here: {r.stderr.strip()}"
+
+
+def _remount(where: Path, mode: str) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True, capture_output=True)
+
+
+def test_data_dir_read_only_or_full_at_a_call_is_a_clear_error_and_loses_nothing(mcp, tmp_path):
+    import subprocess
+
+    disk = tmp_path / "small-disk"
+    why = _mount_tmpfs(disk, "64m")
+    if why:
+        pytest.skip(why)
+    try:
+        mcp.data = disk / "data"
+        mcp.extra_args = FAST
+        write_nb(mcp.root / "n.ipynb", [("code", "v = 5")])
+
+        async def body(client):
+            first = await client.ok("execute_code", notebook="n.ipynb", code="v = 5")
+            # Read-only data dir: the probe's write fails, the breaker opens, calls say why.
+            _remount(disk, "ro")
+            try:
+                state = await wait_storage(client, ok=False)
+                assert "Read-only file system" in state, state
+                msg = await client.err("execute_code", notebook="n.ipynb", code="v")
+                assert str(mcp.data) in msg and "Read-only file system" in msg, msg
+            finally:
+                _remount(disk, "rw")
+            await wait_storage(client, ok=True)
+            # Full disk: the same, with the disk's own words.
+            filler = disk / "filler"
+            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=80"], capture_output=True)
+            try:
+                state = await wait_storage(client, ok=False)
+                assert "No space left on device" in state, state
+                msg = await client.err("execute_code", notebook="n.ipynb", code="v")
+                assert "No space left on device" in msg and "nothing accepted was lost" in msg, msg
+            finally:
+                filler.unlink()
+            await wait_storage(client, ok=True)
+            again = await client.ok("execute_code", notebook="n.ipynb", code="print(v)")
+            assert "5" in str(again["outputs"])
+            return first["execution_id"]
+
+        eid = mcp.run(body)
+        assert stored_status(mcp.data / "state.db", eid)[0] == "completed"
+        assert integrity(mcp.data / "state.db") == "ok"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
