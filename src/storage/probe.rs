@@ -107,15 +107,20 @@ pub(crate) fn probe(dir: &Path) -> Result<(), String> {
     let path = dir.join(format!(".jmcp-probe-{}-{n}", std::process::id()));
     let payload = format!("jupyter-mcp storage probe {n}\n");
     let step = |what: &str, e: std::io::Error| format!("{what} {} failed: {e}", path.display());
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| step("creating", e))?;
-        f.write_all(payload.as_bytes())
-            .map_err(|e| step("writing", e))?;
-        f.sync_all().map_err(|e| step("fsync of", e))?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| step("creating", e))
+        .and_then(|mut f| {
+            f.write_all(payload.as_bytes())
+                .map_err(|e| step("writing", e))?;
+            f.sync_all().map_err(|e| step("fsync of", e))
+        });
+    if let Err(e) = written {
+        // A file created on a full disk is removed again (never leave one behind).
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
     }
     let mut back = String::new();
     let read = std::fs::File::open(&path)
