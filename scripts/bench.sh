@@ -11,6 +11,8 @@
 #                                    (e.g. `--sizes-mb 64,1024`)
 #   scripts/bench.sh storage         bench/bench_storage.py: frozen FUSE mount: freeze to first
 #                                    fast failure, thaw to first success, healthy-notebook latency
+#   scripts/bench.sh gateway         bench/bench_gateway.py: 1+1 through jupyter-mcp on a Kernel
+#                                    Gateway vs a raw WebSocket client; reconnect after a drop
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"

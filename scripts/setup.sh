@@ -8,10 +8,13 @@
 #      .venv/share/jupyter/kernels/python3 (repairs it if not)
 #   4. npm ci in tests/ts (the official TypeScript MCP SDK clients of tests/e2e/test_clients.py),
 #      skipped while tests/ts/node_modules/.lock.sha256 matches package-lock.json
+#   4b. Debian chromium + chromium-driver (apt-get, only when missing) for the web view test
 #   5. cargo build --release --locked (without --locked when there is no Cargo.lock)
+#   6. the Python wheel carrying that binary (maturin build --release, into target/wheels),
+#      reusing step 5's artifacts; skipped while the wheel is newer than the binary
 # One line per step on stdout; tools' own output only when they fail.
 # Environment: PYTHON (default python3) picks the interpreter for a new venv;
-# SETUP_SKIP_CARGO=1 skips step 5 (Python-only use, e.g. the raw half of the bench).
+# SETUP_SKIP_CARGO=1 skips steps 5 and 6 (Python-only use, e.g. the raw half of the bench).
 # Exports nothing: scripts source scripts/env.sh afterwards.
 set -euo pipefail
 
@@ -108,6 +111,18 @@ else
     printf '%s\n' "$ts_want" >"$TS_STAMP"
 fi
 
+# 4b. headless Chromium for the web view's browser test (tests/e2e/test_web_view.py),
+#     from Debian's packages (Playwright and Selenium Manager cannot download browsers here)
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    step "chromium: $(chromium --version 2>/dev/null | head -n1) and chromedriver present"
+elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == "0" ]]; then
+    step "chromium: installing Debian chromium and chromium-driver (apt-get)"
+    quiet apt-get update -q
+    DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -q --no-install-recommends chromium chromium-driver
+else
+    step "chromium: missing and apt-get not usable as this user; the web view browser test will be skipped"
+fi
+
 # 5. the server binary
 if [[ "${SETUP_SKIP_CARGO:-0}" == "1" ]]; then
     step "cargo: skipped (SETUP_SKIP_CARGO=1)"
@@ -118,4 +133,19 @@ else
     step "cargo: build --release ${locked[*]:-} (cold build takes ~2-3 min)"
     quiet cargo build --release "${locked[@]}"
     [[ -x target/release/jupyter-mcp ]] || die "target/release/jupyter-mcp was not built"
+fi
+
+# 6. the wheel (pyproject.toml: maturin, bindings = "bin"); tests/e2e/test_packaging.py installs it
+if [[ "${SETUP_SKIP_CARGO:-0}" != "1" ]]; then
+    version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+    wheel="$(ls -t target/wheels/jupyter_mcp-"$version"-*.whl 2>/dev/null | head -n 1 || true)"
+    if [[ -n "$wheel" && "$wheel" -nt target/release/jupyter-mcp ]]; then
+        step "wheel: $wheel is newer than the binary"
+    else
+        step "wheel: maturin build --release (reuses the release build)"
+        rm -f target/wheels/jupyter_mcp-*.whl
+        quiet "$VENV/bin/maturin" build --release "${locked[@]}" --out target/wheels
+        wheel="$(ls -t target/wheels/jupyter_mcp-"$version"-*.whl 2>/dev/null | head -n 1 || true)"
+        [[ -n "$wheel" ]] || die "maturin did not write target/wheels/jupyter_mcp-$version-*.whl"
+    fi
 fi

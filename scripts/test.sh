@@ -3,7 +3,7 @@
 #   fmt      cargo fmt --all -- --check
 #   clippy   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo    cargo test --workspace --release   (real-kernel tests find python via PATH)
-#   e2e      python -m pytest tests/e2e          (official MCP SDK against the release binary)
+#   e2e      python -m pytest tests/e2e -n 2    (official MCP SDK against the release binary)
 # Every step runs even when an earlier one failed (setup excepted), so one run
 # reports everything; the exit status is non-zero if any step failed.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k corpus -x`.
@@ -46,7 +46,13 @@ run_step() {
 run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --workspace --all-targets "${locked[@]}" -- -D warnings
 run_step cargo cargo test --workspace --release "${locked[@]}"
-run_step e2e python -m pytest tests/e2e -q -p no:cacheprovider --timeout 600 --tb=short -rfE "$@"
+# Two workers (pytest-xdist, work stealing): most e2e time is spent waiting on kernels and
+# subprocesses, so two tests at a time on two cores nearly halve the wall time.
+# E2E_WORKERS=0 runs them serially in this process.
+workers="${E2E_WORKERS:-2}"
+xdist=()
+if [[ "$workers" != "0" ]]; then xdist=(-n "$workers" --dist worksteal); fi
+run_step e2e python -m pytest tests/e2e -q -p no:cacheprovider --timeout 600 --tb=short -rfE "${xdist[@]}" "$@"
 
 total=$((SECONDS - t_start))
 printf '\n'

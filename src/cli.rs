@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::paths::Root;
 
+pub mod bytes;
 pub mod seconds;
 
 /// jupyter-mcp: AI agents work in real Jupyter kernels and notebooks over MCP.
@@ -27,8 +28,10 @@ pub enum Command {
     Run(RunArgs),
     /// A stdio MCP server that forwards every message to the shared daemon's /mcp (SPEC §7).
     Connect(ConnectArgs),
-    /// Pre-flight checks: kernelspecs, data dir, state database.
-    Doctor(Shared),
+    /// Pre-flight checks, one line each: data dir and root writable and answering, disk space,
+    /// state.db integrity, server.lock, leftover kernels, kernelspecs, port. Exits 1 on a
+    /// failed check.
+    Doctor(DoctorArgs),
 }
 
 /// Options every command takes.
@@ -74,6 +77,11 @@ pub struct Shared {
     /// call; the rest is paged: read_asset, offsets, get_execution).
     #[arg(long, default_value_t = 48 * 1024, value_name = "BYTES")]
     pub max_result_bytes: usize,
+    /// Resident memory one kernel (with its child processes) may use, in bytes or with a unit
+    /// (512M, 2G, 1.5GiB). A kernel past it is stopped; the execution says so and how to raise
+    /// it (default: no limit).
+    #[arg(long, value_name = "BYTES", value_parser = bytes::parse_bytes)]
+    pub kernel_memory_limit: Option<u64>,
     /// Bytes of outputs one execution keeps (memory, record, notebook); past it the middle
     /// outputs are stored as an asset and replaced by one marker output (head and tail kept).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
@@ -96,6 +104,18 @@ pub struct Shared {
     /// before the storage counts as not answering (the call fails with what to do).
     #[arg(long, env = "JUPYTER_MCP_STORAGE_TIMEOUT", value_name = "SECONDS", default_value_t = 5.0, value_parser = seconds::seconds)]
     pub storage_timeout: f64,
+    /// Run kernels on this Jupyter Server / Kernel Gateway / Enterprise Gateway
+    /// (http://HOST:PORT[/base]) instead of locally (SPEC §10).
+    #[arg(long, env = "JUPYTER_MCP_GATEWAY_URL", value_name = "URL")]
+    pub gateway_url: Option<String>,
+    /// Token of the gateway, sent as `Authorization: token T` (never logged).
+    #[arg(
+        long,
+        env = "JUPYTER_MCP_GATEWAY_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    pub gateway_token: Option<String>,
 }
 
 /// `serve` options.
@@ -142,6 +162,15 @@ pub struct ServeArgs {
     /// kernels are stopped when the server exits.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub kernel_pool: usize,
+    /// At most N kernels at once, the warm pool's included (default: no limit). A start past
+    /// it fails with the list of running kernels and how to stop one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_kernels: Option<u32>,
+    /// Stop a notebook's kernel after it stayed idle (nothing running or queued) this long,
+    /// e.g. 30m, 2h (default: never). With --auto-checkpoint its variables are saved first and
+    /// the next execution offers to restore them.
+    #[arg(long, value_name = "DURATION", value_parser = crate::checkpoint::auto::parse_duration)]
+    pub cull_idle_after: Option<Duration>,
     /// What to do at start with executions that were running when the server died:
     /// `interrupt` (default; a surviving kernel is asked how they ended) or `retry` (run again).
     #[arg(long, value_enum, default_value = "interrupt")]
@@ -187,6 +216,17 @@ pub struct ConnectArgs {
     /// The bearer token (default: JUPYTER_MCP_TOKEN, else the content of DATA_DIR/token).
     #[arg(long, env = "JUPYTER_MCP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub shared: Shared,
+}
+
+/// `doctor` options.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The daemon address to check (default: 127.0.0.1:3000, where a taken port is only a
+    /// warning; given explicitly, a taken port fails the check).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub shared: Shared,
 }
@@ -253,6 +293,14 @@ impl Shared {
             storage: crate::config::StorageOptions {
                 probe_interval: Duration::from_secs_f64(self.storage_probe_interval.max(0.05)),
                 timeout: Duration::from_secs_f64(self.storage_timeout.max(0.05)),
+            },
+            gateway: match self.gateway_url.as_deref().filter(|u| !u.trim().is_empty()) {
+                Some(url) => Some(jmcp_kernel::Gateway::new(url, self.gateway_token.clone())?),
+                None => None,
+            },
+            kernels: crate::config::KernelLimits {
+                memory_limit: self.kernel_memory_limit,
+                ..Default::default()
             },
         })
     }

@@ -37,6 +37,26 @@ pub struct Config {
     pub kernel_pool: usize,
     /// Storage probe and bounds (SPEC §8).
     pub storage: StorageOptions,
+    /// Remote kernels (SPEC §10, `--gateway-url` / `--gateway-token`): every kernel is started
+    /// on this Jupyter Server / Kernel Gateway instead of locally. `None`: local kernels.
+    pub gateway: Option<jmcp_kernel::Gateway>,
+    /// Limits on the kernels themselves (SPEC §9): how many, how long idle, how much memory.
+    pub kernels: KernelLimits,
+}
+
+/// Resource limits on kernels (SPEC §9, issue 11 item 3): `--max-kernels`,
+/// `--cull-idle-after`, `--kernel-memory-limit`. All off by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelLimits {
+    /// Kernels this server may run at once, the warm pool's included; a start past it fails
+    /// with the list of running kernels.
+    pub max_kernels: Option<usize>,
+    /// A notebook's kernel idle (nothing running or queued) this long is stopped, after an
+    /// automatic checkpoint when `--auto-checkpoint` is on; its next execution says so.
+    pub cull_idle_after: Option<Duration>,
+    /// Resident memory in bytes one kernel (its process group) may use; past it the kernel is
+    /// stopped and its execution says so.
+    pub memory_limit: Option<u64>,
 }
 
 /// `--storage-probe-interval` and `--storage-timeout` (SPEC §8).

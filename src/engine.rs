@@ -18,11 +18,13 @@ mod internal;
 mod interrupts;
 mod kernel_states;
 mod kernels;
+mod limits;
 mod live;
 mod notebook_ops;
 mod ops;
 mod pool;
 mod recover;
+mod remote;
 mod retire;
 mod session;
 mod supervise;
@@ -75,6 +77,11 @@ struct Inner {
     pool: pool::KernelPool,
     /// Storage health: probe, breakers, bounded calls (SPEC §8).
     storage: Arc<crate::storage::Storage>,
+    /// Kernel memory samples and kills for `--kernel-memory-limit` (`limits.rs`).
+    memory: Arc<limits::MemoryWatch>,
+    /// Set by a graceful shutdown: workers start no queued execution any more (their rows
+    /// stay `pending` in `state.db` and run after the next start).
+    hold_queued: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -105,6 +112,8 @@ impl Engine {
                 mcp_sessions: Arc::new(AtomicUsize::new(0)),
                 kernel_states: Default::default(),
                 pool: Default::default(),
+                memory: Default::default(),
+                hold_queued: Default::default(),
                 sessions: Mutex::new(HashMap::new()),
                 unrecorded: Default::default(),
                 storage,
@@ -146,6 +155,22 @@ impl Engine {
     /// sessions open and close; `server_status` reads it (stdio reports its one session).
     pub fn mcp_sessions(&self) -> &Arc<AtomicUsize> {
         &self.inner.mcp_sessions
+    }
+
+    /// From now on no queued execution starts: graceful shutdown lets the running ones finish
+    /// (`--shutdown-grace`) while the queued ones stay `pending` in `state.db`, durable, and
+    /// run after the next start, rather than starting now only to be cut off at the deadline.
+    pub fn hold_queued_executions(&self) {
+        self.inner
+            .hold_queued
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// True once [`Engine::hold_queued_executions`] was called.
+    pub(crate) fn queued_held(&self) -> bool {
+        self.inner
+            .hold_queued
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Executions pending in this engine, all notebooks.
@@ -196,6 +221,19 @@ impl Engine {
         )
         .await?
         .map_err(Into::into)
+    }
+
+    /// True when the notebook file exists, bounded by `--storage-timeout` (a stat on a stale
+    /// mount hangs). Errors: the root does not answer ([`EngineError::Storage`]).
+    pub async fn notebook_exists(&self, path: &RootedPath) -> EngineResult<bool> {
+        let abs = path.abs.clone();
+        Ok(crate::storage::run_bounded(
+            crate::storage::Place::Root,
+            &path.abs,
+            "looking for the notebook",
+            move || abs.exists(),
+        )
+        .await?)
     }
 
     /// The path of a notebook that already has a session, found without touching storage

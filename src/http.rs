@@ -1,8 +1,9 @@
 //! Daemon mode (SPEC §7): `jupyter-mcp serve --transport http`. One long-running server on a
 //! TCP address for every MCP client, probe and monitor on the machine.
 //!
-//! Routes ([`router`]): `/mcp` (MCP Streamable HTTP, [`mcp`]), `/metrics`, and
-//! `/health/live`, `/health/ready` ([`health`]). Every route is behind the Host/Origin guard
+//! Routes ([`router`]): `/mcp` (MCP Streamable HTTP, [`mcp`]), `/metrics`,
+//! `/health/live`, `/health/ready` ([`health`]), and the web view (`/`, `/ui/*`,
+//! `/api/view/*`, `crate::web`). Every route is behind the Host/Origin guard
 //! and every one but `/health/*` behind the bearer token ([`auth`]); routes added through
 //! [`router`]'s `extra` argument (e.g. `/events`) are too.
 //!
@@ -12,7 +13,8 @@
 //!
 //! Life: take `server.lock` → bind → write `daemon.json` → serve while recovering (MCP
 //! requests wait for recovery) → on SIGTERM/SIGINT refuse new requests (503), let running
-//! executions finish up to `--shutdown-grace`, answer what is in flight, end the sessions,
+//! executions finish up to `--shutdown-grace` (queued ones stay `pending` for the next start),
+//! answer what is in flight, end the sessions,
 //! flush, remove `daemon.json`, exit 0 (kernels keep running unless
 //! `--stop-kernels-on-exit`).
 
@@ -158,12 +160,16 @@ pub fn router(state: &AppState, extra: Router) -> Router {
         .route("/mcp", get(mcp::get).post(mcp::post).delete(mcp::delete))
         .route("/metrics", get(health::metrics))
         .with_state(state.clone())
+        .merge(crate::web::api_router(state))
         .merge(extra)
         .layer(from_fn_with_state(state.clone(), auth::require_token));
+    // The web view's page checks the token or its cookie itself (it trades `?token=` for
+    // the cookie); its static files hold no secret.
     let open = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(crate::web::page_router(state));
     protected
         .merge(open)
         .layer(from_fn_with_state(state.clone(), auth::guard))
@@ -213,10 +219,14 @@ pub async fn run(config: Config, options: HttpOptions) -> anyhow::Result<i32> {
         );
     }
     let auth = Auth::new(&token, source, bound, &options.allowed_origins);
+    // The one place the token is printed (as Jupyter does): the web view's link.
+    let view_link = crate::web::start_link(bound, &token);
     drop(token);
     let state = AppState::new(engine.clone(), auth, Vec::new());
     daemon_file::write(&data_dir, &url)?;
     eprintln!("jupyter-mcp: serving MCP at {url} (clients authenticate with {token_note})");
+    eprintln!("jupyter-mcp: web view: {view_link}");
+    drop(view_link);
 
     let app = router(&state, crate::events::router(engine.clone()));
     let stop = state.shutdown.clone();
@@ -255,6 +265,7 @@ pub async fn run(config: Config, options: HttpOptions) -> anyhow::Result<i32> {
             tracing::info!(?report, "recovered state from the previous run");
             state.set_ready(Readiness::Ready);
             engine.start_kernel_pool(engine.config().kernel_pool);
+            engine.spawn_limit_tasks();
             auto_checkpoints = crate::checkpoint::auto::spawn(&engine);
             let volume = engine.config().volume;
             retention = Some(crate::store::retention::spawn(
@@ -277,6 +288,7 @@ pub async fn run(config: Config, options: HttpOptions) -> anyhow::Result<i32> {
 
     // Graceful shutdown (SPEC §7).
     state.start_draining();
+    engine.hold_queued_executions();
     drain_executions(&engine, options.shutdown_grace).await;
     state.shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {

@@ -8,6 +8,7 @@
 //! - [`store`]: the SQLite state database.
 //! - [`paths`]: confinement of paths to the root.
 //! - [`storage`]: storage probe, breakers and bounded storage calls (SPEC §8).
+//! - [`web`]: the live web view served by the daemon at `/`.
 
 pub mod assets;
 pub mod checkpoint;
@@ -25,3 +26,4 @@ pub mod paths;
 pub mod run;
 pub mod storage;
 pub mod store;
+pub mod web;

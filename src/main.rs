@@ -45,12 +45,20 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
                     Transport::Http => jupyter_mcp::config::ServerTransport::Http,
                 },
                 kernel_pool: args.kernel_pool.min(64),
+                kernels: jupyter_mcp::config::KernelLimits {
+                    max_kernels: args.max_kernels.map(|n| n as usize),
+                    cull_idle_after: args.cull_idle_after,
+                    ..config.kernels
+                },
                 ..config
             };
             let mode = match args.recover {
                 Recover::Interrupt => RecoverMode::Interrupt,
                 Recover::Retry => RecoverMode::Retry,
             };
+            let bind = (args.transport == Transport::Http).then_some(args.bind);
+            jupyter_mcp::doctor::preflight(jupyter_mcp::doctor::server_scope(&config, bind, false))
+                .await?;
             if args.transport == Transport::Http {
                 let options = jupyter_mcp::http::HttpOptions {
                     bind: args.bind,
@@ -68,6 +76,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
             engine.start_kernel_pool(engine.config().kernel_pool);
+            engine.spawn_limit_tasks();
             let _auto_checkpoints = jupyter_mcp::checkpoint::auto::spawn(&engine);
             let volume = engine.config().volume;
             let _retention = jupyter_mcp::store::retention::spawn(
@@ -90,15 +99,20 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Run(args) => {
             args.shared.init_logging();
+            let cwd = std::env::current_dir()?;
+            let folder = cwd.join(&args.notebook).parent().map(|p| p.to_path_buf());
+            let config = args.shared.config(&folder.unwrap_or(cwd), true)?;
+            jupyter_mcp::doctor::preflight(jupyter_mcp::doctor::server_scope(&config, None, true))
+                .await?;
             jupyter_mcp::run::run(args).await
         }
         Command::Connect(args) => {
             args.shared.init_logging();
             jupyter_mcp::connect::run(args).await
         }
-        Command::Doctor(shared) => {
-            shared.init_logging();
-            jupyter_mcp::doctor::run(&shared).await
+        Command::Doctor(args) => {
+            args.shared.init_logging();
+            jupyter_mcp::doctor::run(&args).await
         }
     }
 }

@@ -40,6 +40,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     };
     let engine = Engine::new(config)?;
+    // --kernel-memory-limit (and the OOM report) apply to `run` as to `serve`.
+    engine.spawn_limit_tasks();
     let config = engine.config();
     // Outputs over --offload-outputs-over go to the asset store, as under `serve`.
     crate::assets::install(crate::assets::Assets::new(

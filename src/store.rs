@@ -19,7 +19,7 @@ use rusqlite::Connection;
 pub use errors::StoreErrorKind;
 pub use executions::{ExecutionRecord, NewExecution, Status};
 pub use group_commit::GroupCommitter;
-pub use sessions::KernelSessionRecord;
+pub use sessions::{KernelSessionRecord, RemoteIds};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

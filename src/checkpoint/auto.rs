@@ -53,6 +53,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration as a person writes it: `45s`, `30m`, `2.5h` (the forms `parse_duration` takes).
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 120.0 {
+        format!("{s:.0}s")
+    } else if s < 7200.0 {
+        format!("{:.0}m", s / 60.0)
+    } else {
+        format!("{:.1}h", s / 3600.0)
+    }
+}
+
 /// The slot to write next for `notebook`: the first missing one, else the oldest.
 async fn next_slot(engine: &Engine, notebook: &str) -> String {
     let nb = notebook.to_string();
@@ -110,27 +122,32 @@ pub async fn save_rolling(
 }
 
 /// Saves `notebook` if it ran something since its last automatic checkpoint and (when `idle`
-/// is given) its last execution finished at least that long ago. Returns what was saved.
-async fn maybe_save(
+/// is given) its last execution finished at least that long ago. `Ok(None)`: nothing new to
+/// save. A failed save is not marked: the next attempt tries again.
+async fn save_if_new(
     engine: &Engine,
     notebook: &str,
     idle: Option<Duration>,
     timeout: Duration,
-) -> Option<SaveReport> {
-    let (id, finished) = latest_finished(engine, notebook).await?;
+) -> Result<Option<SaveReport>, CheckpointError> {
+    let Some((id, finished)) = latest_finished(engine, notebook).await else {
+        return Ok(None);
+    };
     if mark(engine, notebook).as_deref() == Some(id.as_str()) {
-        return None;
+        return Ok(None);
     }
     if let Some(idle) = idle {
-        let since = Utc::now().signed_duration_since(finished).to_std().ok()?;
+        let since = Utc::now()
+            .signed_duration_since(finished)
+            .to_std()
+            .unwrap_or_default();
         if since < idle {
-            return None;
+            return Ok(None);
         }
     }
-    let r = save_rolling(engine, notebook, timeout).await;
-    set_mark(engine, notebook, id);
-    match r {
+    match save_rolling(engine, notebook, timeout).await {
         Ok(report) => {
+            set_mark(engine, notebook, id);
             tracing::info!(
                 "automatic checkpoint '{}' of {}: {} variable(s), {} bytes",
                 report.name,
@@ -138,14 +155,43 @@ async fn maybe_save(
                 report.saved.len(),
                 report.bytes
             );
-            Some(report)
+            Ok(Some(report))
         }
-        Err(CheckpointError::NothingSaved(_)) => None,
+        Err(CheckpointError::NothingSaved(_)) => {
+            set_mark(engine, notebook, id);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`save_if_new`] for the idle scheduler and shutdown: a failure is logged and marked (it
+/// is not retried until the notebook runs something new).
+async fn maybe_save(
+    engine: &Engine,
+    notebook: &str,
+    idle: Option<Duration>,
+    timeout: Duration,
+) -> Option<SaveReport> {
+    match save_if_new(engine, notebook, idle, timeout).await {
+        Ok(saved) => saved,
         Err(e) => {
+            if let Some((id, _)) = latest_finished(engine, notebook).await {
+                set_mark(engine, notebook, id);
+            }
             tracing::warn!("automatic checkpoint of {notebook} failed: {e}");
             None
         }
     }
+}
+
+/// Before `--cull-idle-after` stops an idle kernel: saves its variables if it ran something
+/// since its last automatic checkpoint. An error means the variables are not saved and the
+/// kernel must be kept.
+pub async fn save_before_cull(engine: &Engine, notebook: &str) -> Result<(), CheckpointError> {
+    save_if_new(engine, notebook, None, SAVE_TIMEOUT)
+        .await
+        .map(|_| ())
 }
 
 /// Starts the idle scheduler when `--auto-checkpoint` is on; it runs until the runtime stops.

@@ -28,6 +28,7 @@ impl Engine {
         kernel_name: Option<&str>,
         cells: Vec<(Option<String>, String)>,
     ) -> EngineResult<Vec<String>> {
+        self.refresh_gateway_kernelspecs().await?;
         let spec =
             self.kernelspec_for(path, kernel_name.or(Some(&self.config().default_kernel)))?;
         let mut nb = Notebook::new_empty();

@@ -55,6 +55,13 @@ pub enum EngineError {
     /// its breaker is open (SPEC §8).
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageUnavailable),
+    /// `--max-kernels` is reached.
+    #[error("cannot start a kernel for '{notebook}': this server already runs {limit} kernel(s), its limit (--max-kernels {limit}): {running}. Stop one with shutdown_kernel (an idle one first), or restart the server with a higher --max-kernels")]
+    KernelLimit {
+        limit: usize,
+        notebook: String,
+        running: String,
+    },
     /// The server is shutting down.
     #[error("the server is shutting down; retry after it restarts")]
     ShuttingDown,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::Engine;
 use crate::events::Event;
@@ -12,10 +13,10 @@ use crate::events::Event;
 /// States that end a kernel: it stops being counted.
 const ENDED: [&str; 3] = ["dead", "shutdown", "restarting"];
 
-/// Kernel id (its `kernel_sessions` row id) -> counted state.
+/// Kernel id (its `kernel_sessions` row id) -> counted state and since when.
 #[derive(Default)]
 pub struct KernelStates {
-    map: Mutex<HashMap<String, &'static str>>,
+    map: Mutex<HashMap<String, (&'static str, Instant)>>,
 }
 
 impl KernelStates {
@@ -27,13 +28,14 @@ impl KernelStates {
             .iter()
             .find(|s| **s == state && !ENDED.contains(s))
             .copied();
-        let before = match counted {
-            Some(s) => map.insert(id.to_string(), s),
-            None => map.remove(id),
-        };
+        let before = map.get(id).map(|(s, _)| *s);
         if before == counted {
             return;
         }
+        match counted {
+            Some(s) => map.insert(id.to_string(), (s, Instant::now())),
+            None => map.remove(id),
+        };
         if let Some(g) = before.and_then(|b| m.kernels_of(b)) {
             g.dec();
         }
@@ -58,16 +60,49 @@ impl KernelStates {
         }
     }
 
+    /// Counts kernel `id` as `starting` when fewer than `limit` kernels are counted now (all
+    /// states but the ending ones, the warm pool's included): the check and the count happen
+    /// under one lock, so two starts racing for the last slot cannot both win. `Err(n)`: `n`
+    /// kernels are counted, nothing changed. No event is published (the caller reports
+    /// `starting` itself once it wins, which is then a no-op on the count).
+    pub fn try_start(&self, id: &str, limit: usize) -> Result<(), usize> {
+        let m = crate::metrics::execution();
+        let Ok(mut map) = self.map.lock() else {
+            return Ok(());
+        };
+        if map.contains_key(id) {
+            return Ok(());
+        }
+        if map.len() >= limit {
+            return Err(map.len());
+        }
+        map.insert(id.to_string(), ("starting", Instant::now()));
+        if let Some(g) = m.kernels_of("starting") {
+            g.inc();
+        }
+        Ok(())
+    }
+
     /// Stops counting kernel `id` (it ended; whoever ended it reported that).
     pub fn forget(&self, id: &str) {
         self.set(id, "shutdown");
+    }
+
+    /// How long kernel `id` has been `idle` (since its last state change), or `None` when
+    /// it is in another state or not counted.
+    pub fn idle_for(&self, id: &str) -> Option<Duration> {
+        let map = self.map.lock().ok()?;
+        match map.get(id)? {
+            ("idle", since) => Some(since.elapsed()),
+            _ => None,
+        }
     }
 
     /// Kernels by counted state.
     pub fn by_state(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         if let Ok(map) = self.map.lock() {
-            for s in map.values() {
+            for (s, _) in map.values() {
                 *out.entry(s.to_string()).or_default() += 1;
             }
         }
@@ -108,5 +143,25 @@ mod tests {
         k.set("a", "dead");
         k.set("b", "shutdown");
         assert!(k.by_state().is_empty());
+    }
+
+    #[test]
+    fn try_start_counts_every_live_kernel_against_the_limit() {
+        let k = KernelStates::default();
+        k.set("pool-1", "pool");
+        assert_eq!(k.try_start("a", 2), Ok(()));
+        assert_eq!(k.try_start("b", 2), Err(2), "the pool kernel counts");
+        assert_eq!(
+            k.try_start("a", 2),
+            Ok(()),
+            "a kernel already counted passes"
+        );
+        k.set("a", "dead");
+        assert_eq!(
+            k.try_start("b", 2),
+            Ok(()),
+            "an ended kernel frees its slot"
+        );
+        assert_eq!(k.by_state().get("starting"), Some(&1));
     }
 }

@@ -27,7 +27,24 @@ impl Engine {
     /// Interrupts the running execution of the notebook (it becomes `interrupted`; the rest of
     /// its `run_all_cells` batch is cancelled when it had `stop_on_error`).
     pub async fn interrupt(&self, path: &RootedPath) -> EngineResult<KernelView> {
+        self.interrupt_by(path, None).await
+    }
+
+    /// [`Engine::interrupt`] on behalf of `who` (e.g. "the web view"): the interrupted
+    /// execution's note says so (the agent's next `get_execution` tells who stopped it).
+    pub async fn interrupt_by(
+        &self,
+        path: &RootedPath,
+        who: Option<&str>,
+    ) -> EngineResult<KernelView> {
         let session = self.session(path);
+        let mark = |r: &session::RunningExecution| {
+            if let Some(w) = who {
+                if let Ok(mut reason) = r.interrupt_reason.lock() {
+                    *reason = Some(format!("interrupted from {w}"));
+                }
+            }
+        };
         let kernel = session
             .current_kernel()
             .ok_or_else(|| EngineError::NoKernel {
@@ -37,6 +54,7 @@ impl Engine {
         // (ipykernel loses a SIGINT that lands earlier); one that comes before is remembered.
         let target = match session.running() {
             Some(r) => {
+                mark(&r);
                 r.interrupted.store(true, Ordering::SeqCst);
                 if r.gate.request() {
                     session::interrupt(&kernel).await?;
@@ -54,6 +72,7 @@ impl Engine {
                                 *n = None;
                             }
                         }
+                        mark(&r);
                         r.interrupted.store(true, Ordering::SeqCst);
                         if r.gate.request() {
                             session::interrupt(&kernel).await?;
@@ -78,16 +97,31 @@ impl Engine {
     /// executions run on the new kernel. The lifecycle lock is held from the stop to the new
     /// start, so the worker cannot start a kernel of its own choosing in between.
     pub async fn restart(&self, path: &RootedPath) -> EngineResult<KernelView> {
+        self.restart_by(path, None).await
+    }
+
+    /// [`Engine::restart`] on behalf of `who` (e.g. "the web view"): the execution it stops
+    /// says so in its note.
+    pub async fn restart_by(
+        &self,
+        path: &RootedPath,
+        who: Option<&str>,
+    ) -> EngineResult<KernelView> {
         let session = self.session(path);
         {
             let _l = session.lifecycle.lock().await;
             let old = session.kernel.lock().ok().and_then(|mut k| k.take());
             if let Some(r) = session.running() {
+                if let Some(w) = who {
+                    if let Ok(mut reason) = r.interrupt_reason.lock() {
+                        *reason = Some(format!("the kernel was restarted from {w}"));
+                    }
+                }
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             let spec = match old {
                 Some(k) => {
-                    self.kernel_state(&path.rel, &k.session_id, "restarting", Some(k.pid));
+                    self.kernel_state(&path.rel, &k.session_id, "restarting", k.pid_opt());
                     session::stop_kernel(&k).await;
                     Some(k.spec.name.clone())
                 }
@@ -118,7 +152,7 @@ impl Engine {
                 r.interrupted.store(true, Ordering::SeqCst);
             }
             session::stop_kernel(&k).await;
-            self.kernel_state(&path.rel, &k.session_id, "shutdown", Some(k.pid));
+            self.kernel_state(&path.rel, &k.session_id, "shutdown", k.pid_opt());
             super::testhooks::point("shutdown_stopped").await;
             self.cancel_pending_of(&path.rel, "cancelled: the kernel was shut down")
                 .await?;
@@ -174,10 +208,16 @@ impl Engine {
             Some(k) => KernelView {
                 notebook: session.path.rel.clone(),
                 kernel_name: k.spec.name.clone(),
-                pid: Some(k.pid),
+                pid: k.pid_opt(),
                 state: k.state(),
                 queue_depth,
                 started_at: Some(k.started_at.clone()),
+                location: k.location(),
+                memory_bytes: self.memory_watch().resident(k.pid),
+                idle_seconds: self
+                    .kernel_states()
+                    .idle_for(&k.session_id)
+                    .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
             },
             None => KernelView {
                 notebook: session.path.rel.clone(),
@@ -186,6 +226,9 @@ impl Engine {
                 state: "none".into(),
                 queue_depth,
                 started_at: None,
+                location: None,
+                memory_bytes: None,
+                idle_seconds: None,
             },
         })
     }
@@ -262,7 +305,7 @@ impl Engine {
             .collect();
         futures::future::join_all(kernels.iter().map(|(_, k)| session::stop_kernel(k))).await;
         for (nb, k) in &kernels {
-            self.kernel_state(nb, &k.session_id, "shutdown", Some(k.pid));
+            self.kernel_state(nb, &k.session_id, "shutdown", k.pid_opt());
         }
         let kernels: Vec<_> = kernels.into_iter().map(|(_, k)| k).collect();
         // Record the stop now: the process exits before the kernels' watchers would, and the

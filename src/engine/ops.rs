@@ -37,6 +37,14 @@ impl Engine {
             .map(str::to_string)
             .or_else(from_file)
             .unwrap_or_else(|| self.config().default_kernel.clone());
+        if let Some(gateway) = &self.config().gateway {
+            return match gateway.cached_kernelspec(&name) {
+                Err(e) if name == "python" => {
+                    gateway.cached_kernelspec("python3").map_err(|_| e.into())
+                }
+                other => Ok(other?),
+            };
+        }
         match find_kernelspec(&name) {
             // Many notebooks name the generic "python" kernel; it is what python3 serves.
             Err(e) if name == "python" => find_kernelspec("python3").map_err(|_| e.into()),
@@ -60,6 +68,20 @@ impl Engine {
         batch: bool,
         stop_on_error: bool,
     ) -> EngineResult<Vec<String>> {
+        self.submit_as(path, items, batch, stop_on_error, None)
+            .await
+    }
+
+    /// [`Engine::submit`] recording who asked (`requested_by`: MCP session and client name),
+    /// as the web view's timeline shows it.
+    pub async fn submit_as(
+        &self,
+        path: &RootedPath,
+        items: Vec<SubmitItem>,
+        batch: bool,
+        stop_on_error: bool,
+        requested_by: Option<String>,
+    ) -> EngineResult<Vec<String>> {
         let batch_id = batch.then(|| uuid::Uuid::new_v4().to_string());
         let rows: Vec<NewExecution> = items
             .into_iter()
@@ -71,6 +93,7 @@ impl Engine {
                 batch_id: batch_id.clone(),
                 stop_on_error,
                 allow_error: i.allow_error,
+                requested_by: requested_by.clone(),
             })
             .collect();
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
@@ -184,28 +207,41 @@ impl Engine {
     /// Cancels: a pending execution is removed from the queue (`cancelled`); a running one is
     /// interrupted in the kernel (`interrupted`). Terminal executions are returned unchanged.
     pub async fn cancel(&self, id: &str) -> EngineResult<ExecutionView> {
+        self.cancel_by(id, None).await
+    }
+
+    /// [`Engine::cancel`] on behalf of `who` (e.g. "the web view"): the execution's note
+    /// says who cancelled or interrupted it, so the agent's next `get_execution` tells.
+    pub async fn cancel_by(&self, id: &str, who: Option<&str>) -> EngineResult<ExecutionView> {
         let view = self.execution(id).await?;
         match view.status() {
             Status::Pending => {
                 let owned = id.to_string();
+                let note = match who {
+                    Some(w) => format!("cancelled from {w}"),
+                    None => "cancelled on request".to_string(),
+                };
                 let cancelled = self
                     .store()
-                    .call(move |c| {
-                        store::executions::cancel_pending(c, &owned, "cancelled on request")
-                    })
+                    .call(move |c| store::executions::cancel_pending(c, &owned, &note))
                     .await?;
                 if cancelled {
                     self.live().set_status(id, Status::Cancelled);
                     return self.execution(id).await;
                 }
                 // It started meanwhile: interrupt it.
-                Box::pin(self.cancel(id)).await
+                Box::pin(self.cancel_by(id, who)).await
             }
             Status::Running => {
                 let session = self.existing_session(&view.record.notebook);
                 let running = session.as_ref().and_then(|s| s.running());
                 match (session, running) {
                     (Some(s), Some(r)) if r.id == id => {
+                        if let Some(w) = who {
+                            if let Ok(mut reason) = r.interrupt_reason.lock() {
+                                *reason = Some(format!("interrupted from {w}"));
+                            }
+                        }
                         r.interrupted.store(true, Ordering::SeqCst);
                         if let Some(k) = s.current_kernel().filter(|_| r.gate.request()) {
                             session::interrupt(&k).await?;
@@ -270,6 +306,8 @@ impl Engine {
                 }
             }
         }
+        // Fresh kernelspecs for the lookup below (and a clear error when the gateway is down).
+        self.refresh_gateway_kernelspecs().await?;
         let spec = match requested {
             Some(_) => self.kernelspec_for(&session.path, requested)?,
             None => {

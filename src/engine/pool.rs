@@ -77,6 +77,12 @@ impl Engine {
     /// Keeps `n` kernels of the default kernelspec started and idle (`--kernel-pool N`); they
     /// start in the background.
     pub fn start_kernel_pool(&self, n: usize) {
+        // Remote kernels are the gateway's to pool (Enterprise Gateway has its own).
+        let n = if self.config().gateway.is_some() {
+            0
+        } else {
+            n
+        };
         self.pool().target.store(n, Ordering::Relaxed);
         if n > 0 {
             spawn_refill(self);
@@ -124,10 +130,16 @@ async fn refill(engine: &Engine) {
                 }
             }
             Err(e) => {
-                tracing::warn!(
-                    "could not start a warm pool kernel ({e}); notebooks start their own kernels; trying again in {} s",
-                    RETRY_AFTER.as_secs()
-                );
+                match e {
+                    NotStarted::AtLimit => tracing::debug!(
+                        "the warm pool waits: --max-kernels is reached; trying again in {} s",
+                        RETRY_AFTER.as_secs()
+                    ),
+                    NotStarted::Failed(e) => tracing::warn!(
+                        "could not start a warm pool kernel ({e}); notebooks start their own kernels; trying again in {} s",
+                        RETRY_AFTER.as_secs()
+                    ),
+                }
                 drop(_one);
                 tokio::time::sleep(RETRY_AFTER).await;
                 if !pool.closed.load(Ordering::SeqCst) {
@@ -139,13 +151,29 @@ async fn refill(engine: &Engine) {
     }
 }
 
-/// Starts one pool kernel: launched like a notebook's kernel, recorded as a pool kernel.
-async fn start_one(engine: &Engine) -> Result<Pooled, String> {
+/// Why a pool kernel was not started.
+enum NotStarted {
+    /// `--max-kernels` is reached: the pool waits for its next claim.
+    AtLimit,
+    /// The start failed (the message says why); retried later.
+    Failed(String),
+}
+
+impl From<String> for NotStarted {
+    fn from(why: String) -> Self {
+        NotStarted::Failed(why)
+    }
+}
+
+/// Starts one pool kernel: launched like a notebook's kernel, counted against
+/// `--max-kernels`, recorded as a pool kernel.
+async fn start_one(engine: &Engine) -> Result<Pooled, NotStarted> {
     let cfg = engine.config();
     let spec = jmcp_kernel::find_kernelspec(&cfg.default_kernel).map_err(|e| e.to_string())?;
-    let checkpoints = session::checkpoints_dir(cfg);
+    let (checkpoints, _) = session::prepare_data_dir(engine)
+        .await
+        .map_err(|e| e.to_string())?;
     let runtime_dir = cfg.kernels_dir();
-    jmcp_kernel::launch::ensure_private_dir(&runtime_dir).map_err(|e| e.to_string())?;
     let opts = LaunchOptions {
         // Neutral: no notebook's folder; the claim moves the kernel to its notebook's folder.
         cwd: runtime_dir.clone(),
@@ -153,11 +181,20 @@ async fn start_one(engine: &Engine) -> Result<Pooled, String> {
         hide: vec![cfg.data_dir.clone()],
         hide_except: vec![checkpoints],
     };
-    let started = start_kernel(&spec, &opts, cfg.kernel_start_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    let launched = &started.launched;
     let id = uuid::Uuid::new_v4().to_string();
+    if let Some(limit) = cfg.kernels.max_kernels {
+        if engine.kernel_states().try_start(&id, limit).is_err() {
+            return Err(NotStarted::AtLimit);
+        }
+    }
+    let started = match start_kernel(&spec, &opts, cfg.kernel_start_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            engine.kernel_states().forget(&id);
+            return Err(e.to_string().into());
+        }
+    };
+    let launched = &started.launched;
     let record = session::launched_record(&id, POOL_NOTEBOOK, &spec, launched, "pool");
     let rec = record.clone();
     let pooled = Pooled {
@@ -168,7 +205,8 @@ async fn start_one(engine: &Engine) -> Result<Pooled, String> {
     if let Err(e) = engine.store().call(move |c| rec.insert(c)).await {
         let why = format!("could not record it in state.db: {e}");
         kill_pooled(pooled).await;
-        return Err(why);
+        engine.kernel_states().forget(&id);
+        return Err(why.into());
     }
     if pooled.spec.is_ipykernel() {
         session::install_done_hook(&pooled.started.client).await;

@@ -72,8 +72,17 @@ impl Engine {
                 .await?;
             }
         }
+        if let Some(gateway) = &self.config().gateway {
+            // Kernelspec names resolve against the gateway from the first call on.
+            if let Err(e) = gateway.kernelspecs().await {
+                tracing::warn!("{e}");
+            }
+        }
         let attempts = latest.into_values().map(|rec| async move {
-            let result = reattach(&rec).await;
+            let result = match rec.remote {
+                Some(_) => super::remote::reattach(self, &rec, REATTACH_TIMEOUT).await,
+                None => reattach(&rec).await,
+            };
             (rec, result)
         });
         for (rec, result) in futures::future::join_all(attempts).await {
@@ -257,6 +266,7 @@ async fn reattach(rec: &KernelSessionRecord) -> Result<Reattached, String> {
         spec,
         client,
         kernel_info,
+        remote: None,
     })
 }
 

@@ -42,9 +42,23 @@ pub struct RunningKernel {
     pub stopping: AtomicBool,
     /// `kernel_info_reply` content.
     pub kernel_info: Value,
+    /// Where a remote kernel runs (SPEC §10); `None` for a local process. A remote kernel has
+    /// `pid` 0 and no log or connection file: it is interrupted, stopped and watched through
+    /// its gateway, never with signals.
+    pub remote: Option<jmcp_kernel::RemoteKernel>,
 }
 
 impl RunningKernel {
+    /// The process id of a local kernel; `None` for a remote one.
+    pub fn pid_opt(&self) -> Option<u32> {
+        self.remote.is_none().then_some(self.pid)
+    }
+
+    /// `gateway URL kernel ID` for a remote kernel (never the token).
+    pub fn location(&self) -> Option<String> {
+        self.remote.as_ref().map(|r| r.location())
+    }
+
     /// `starting`/`idle`/`busy`, or `dead`.
     pub fn state(&self) -> String {
         if self.exited.borrow().is_some() || self.client.dead_reason().is_some() {
@@ -168,12 +182,26 @@ pub async fn launch_kernel(
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| cfg.root.path().to_path_buf());
-    let checkpoints = checkpoints_dir(cfg);
+    if let Some(gateway) = &cfg.gateway {
+        return super::remote::launch(engine, session, spec, gateway).await;
+    }
+    let (checkpoints, data) = prepare_data_dir(engine).await?;
+    // The kernel's working folder must answer too (its spawn enters it), bounded (SPEC §8).
+    let dir = cwd.clone();
+    let real_cwd = engine
+        .storage()
+        .run(
+            crate::storage::Place::Root,
+            &cwd,
+            "entering the notebook's folder to start its kernel",
+            move || dir.canonicalize(),
+        )
+        .await?;
     // Landlock can only allow: hiding a data dir that lies inside the kernel's working folder
     // would stop the kernel from creating files in its own folder. Such a layout cannot keep
     // the data dir from the kernel at all; say so rather than break the user's code.
-    let inside_cwd = match (cfg.data_dir.canonicalize(), cwd.canonicalize()) {
-        (Ok(data), Ok(dir)) => data.starts_with(dir),
+    let inside_cwd = match (data, real_cwd) {
+        (Some(data), Ok(dir)) => data.starts_with(dir),
         _ => false,
     };
     let hide = if inside_cwd {
@@ -201,6 +229,7 @@ pub async fn launch_kernel(
     };
     let kernel_id = uuid::Uuid::new_v4().to_string();
     let nb = session.path.rel.as_str();
+    engine.reserve_kernel_slot(nb, &kernel_id).await?;
     engine.kernel_state(nb, &kernel_id, "starting", None);
     let started = match start_kernel(spec, &opts, cfg.kernel_start_timeout).await {
         Ok(s) => s,
@@ -261,6 +290,7 @@ pub(super) fn install_started(
         exited: exit_rx,
         stopping: AtomicBool::new(false),
         kernel_info,
+        remote: None,
     });
     // The child handle reaps the process; its exit is reported by the watcher.
     let exit = async move {
@@ -271,6 +301,36 @@ pub(super) fn install_started(
     };
     watch_kernel(engine, session, &kernel, exit_tx, exit);
     kernel
+}
+
+/// Prepares the data dir for a local kernel launch, bounded by `--storage-timeout` (SPEC §8):
+/// creates the checkpoints folder and the private kernels folder (the connection file and the
+/// kernel log are written there next) and resolves the data dir. Returns the checkpoints
+/// folder and the data dir's real path (None if it cannot be resolved). Errors: the data dir
+/// does not answer ([`super::EngineError::Storage`]) or the kernels folder cannot be made.
+///
+/// A freeze that starts between this check and the launch's own writes is not bounded (the
+/// launch runs on the async runtime); this check makes that window a few milliseconds.
+pub(super) async fn prepare_data_dir(
+    engine: &super::Engine,
+) -> EngineResult<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+    let cfg = engine.config().clone();
+    let kernels = cfg.kernels_dir();
+    let (checkpoints, made, data) = engine
+        .storage()
+        .run(
+            crate::storage::Place::DataDir,
+            &kernels,
+            "preparing the kernel's connection file",
+            move || {
+                let checkpoints = checkpoints_dir(&cfg);
+                let made = jmcp_kernel::launch::ensure_private_dir(&cfg.kernels_dir());
+                (checkpoints, made, cfg.data_dir.canonicalize().ok())
+            },
+        )
+        .await?;
+    made?;
+    Ok((checkpoints, data))
 }
 
 /// `DATA_DIR/checkpoints`, created (0700) if missing: kernels write and read their checkpoint
@@ -308,6 +368,7 @@ pub(super) fn launched_record(
         log_file: Some(launched.log_file.to_string_lossy().to_string()),
         state: state.to_string(),
         started_at: store::now(),
+        remote: None,
     }
 }
 
@@ -321,6 +382,8 @@ pub struct Reattached {
     pub client: KernelClient,
     /// `kernel_info_reply` content.
     pub kernel_info: Value,
+    /// Set for a remote kernel reconnected through its gateway.
+    pub remote: Option<jmcp_kernel::RemoteKernel>,
 }
 
 /// Installs a reattached kernel as the session's kernel and watches its process (a pidfd:
@@ -350,23 +413,36 @@ pub fn adopt_kernel(
         exited: exit_rx,
         stopping: AtomicBool::new(false),
         kernel_info: found.kernel_info,
+        remote: found.remote,
     });
-    let exit = async move {
-        process::wait_for_exit(pid, pid_start).await;
-        "the kernel process exited".to_string()
-    };
-    watch_kernel(engine, session, &kernel, exit_tx, exit);
+    if kernel.remote.is_some() {
+        let client = kernel.client.clone();
+        watch_kernel(engine, session, &kernel, exit_tx, async move {
+            client.wait_dead().await
+        });
+    } else {
+        let exit = async move {
+            process::wait_for_exit(pid, pid_start).await;
+            "the kernel process exited".to_string()
+        };
+        watch_kernel(engine, session, &kernel, exit_tx, exit);
+    }
     if let Ok(mut k) = session.kernel.lock() {
         *k = Some(kernel.clone());
     }
-    engine.kernel_state(&session.path.rel, &kernel.session_id, "idle", Some(pid));
+    engine.kernel_state(
+        &session.path.rel,
+        &kernel.session_id,
+        "idle",
+        kernel.pid_opt(),
+    );
     kernel
 }
 
 /// Spawns the death watcher: when `exit` resolves, the kernel is marked dead, its session row
 /// ended, its connection file removed, and (if that was not on purpose) the notebook's next
 /// execution is told why.
-fn watch_kernel(
+pub(super) fn watch_kernel(
     engine: &super::Engine,
     session: &Arc<NotebookSession>,
     kernel: &Arc<RunningKernel>,
@@ -377,10 +453,14 @@ fn watch_kernel(
     let weak_session = Arc::downgrade(session);
     let store = engine.store().clone();
     let (states, events) = (engine.kernel_states().clone(), engine.events().clone());
+    let memory = engine.memory_watch().clone();
     let notebook = session.path.rel.clone();
-    let (kernel_id, pid) = (kernel.session_id.clone(), kernel.pid);
+    let (kernel_id, pid) = (kernel.session_id.clone(), kernel.pid_opt());
     tokio::spawn(async move {
-        let mut reason = exit.await;
+        let mut reason = match pid {
+            Some(pid) => memory.explain_exit(pid, exit.await),
+            None => exit.await,
+        };
         let Some(kernel) = weak_kernel.upgrade() else {
             // Dropped without a stop (the engine went away): no longer counted.
             states.forget(&kernel_id);
@@ -407,7 +487,19 @@ fn watch_kernel(
         }
         kernel.client.mark_dead(reason.clone());
         exit_tx.send_replace(Some(reason.clone()));
-        let _ = std::fs::remove_file(&kernel.connection_file);
+        match &kernel.remote {
+            // A remote kernel that died on its own may have been restarted by its server with
+            // its state lost: it is not ours any more, so it is shut down (best effort).
+            Some(r) if !intentional => {
+                if let Err(e) = r.gateway.shutdown(&r.kernel_id).await {
+                    tracing::debug!("after its death: {e}");
+                }
+            }
+            Some(_) => {}
+            None => {
+                let _ = std::fs::remove_file(&kernel.connection_file);
+            }
+        }
         let (state, why) = if intentional {
             ("shutdown", "stopped by request".to_string())
         } else {
@@ -418,7 +510,7 @@ fn watch_kernel(
         if intentional {
             states.forget(&kernel_id);
         } else {
-            states.report(&events, &notebook, &kernel_id, "dead", Some(pid));
+            states.report(&events, &notebook, &kernel_id, "dead", pid);
         }
         let id = kernel.session_id.clone();
         let _ = store
@@ -506,6 +598,9 @@ pub fn done_query_code(msg_ids: &[String]) -> String {
 /// Interrupts the kernel as its kernelspec says (`signal`: SIGINT to its process group;
 /// `message`: `interrupt_request` on control).
 pub async fn interrupt(kernel: &RunningKernel) -> EngineResult<()> {
+    if let Some(r) = &kernel.remote {
+        return Ok(r.gateway.interrupt(&r.kernel_id).await?);
+    }
     if !process::is_alive(kernel.pid, kernel.pid_start) {
         return Err(EngineError::Kernel(jmcp_kernel::KernelError::Died {
             stderr_tail: kernel.log_tail(5),
@@ -538,6 +633,18 @@ pub async fn stop_kernel(kernel: &RunningKernel) {
                 .is_ok()
         }
     };
+    if let Some(r) = &kernel.remote {
+        // The server stops its kernel (DELETE /api/kernels/{id}); the client is then closed,
+        // which ends the death watcher.
+        if let Err(e) = r.gateway.shutdown(&r.kernel_id).await {
+            tracing::warn!("stopping remote kernel: {e}");
+        }
+        kernel
+            .client
+            .mark_dead(format!("shut down on {}", r.location()));
+        let _ = wait_exit(5).await;
+        return;
+    }
     if let Ok(mut h) = kernel.client.shutdown_request(false).await {
         let _ = tokio::time::timeout(Duration::from_secs(1), h.next()).await;
     }

@@ -204,6 +204,7 @@ fn placeholder(id: &str) -> ExecutionRecord {
         created_at: store::now(),
         started_at: None,
         finished_at: None,
+        requested_by: None,
     }
 }
 

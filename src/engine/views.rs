@@ -57,6 +57,12 @@ pub struct KernelView {
     pub queue_depth: i64,
     /// RFC 3339.
     pub started_at: Option<String>,
+    /// Where a remote kernel runs: `<gateway URL> kernel <id>` (SPEC §10); `None` locally.
+    pub location: Option<String>,
+    /// Resident bytes of the kernel's process group at the last memory sample.
+    pub memory_bytes: Option<u64>,
+    /// Seconds since the kernel last became idle; `None` unless idle.
+    pub idle_seconds: Option<f64>,
 }
 
 /// A cell as listed by `read_notebook`.

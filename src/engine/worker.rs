@@ -95,6 +95,11 @@ async fn run_one(
     if engine.live().get(id).is_none() {
         return Ok(()); // finished (cancelled) while queued
     }
+    if engine.queued_held() {
+        // Graceful shutdown: the row stays `pending`; the next start runs it.
+        tracing::debug!(execution = %id, "left pending for the next start (shutting down)");
+        return Ok(());
+    }
     super::testhooks::point("worker_before_kernel").await;
     // Checked again under the lifecycle lock: a shutdown that cancelled this execution while
     // the worker waited for the lock must not get a fresh kernel started.
@@ -362,7 +367,7 @@ async fn drive(
                             idle |= state == Some("idle");
                             if let Some(st @ ("busy" | "idle")) = state {
                                 let nb = &rec.notebook;
-                                engine.kernel_state(nb, &kernel.session_id, st, Some(kernel.pid));
+                                engine.kernel_state(nb, &kernel.session_id, st, kernel.pid_opt());
                             }
                         }
                         "input_request" => {

@@ -10,6 +10,13 @@
 //! * on a loopback bind, a `Host` header that does not name a loopback address → 403 (DNS
 //!   rebinding); a non-loopback `--bind` accepts any `Host`.
 //! * while the daemon shuts down, new requests get 503 (health probes excepted).
+//! * the web view (issue 13): `/?token=T` trades the token for a session cookie
+//!   (`HttpOnly; SameSite=Strict; Path=/`, named after the port so two daemons on one host
+//!   keep theirs apart) whose value is derived from the token (SHA-256 with a fixed label:
+//!   the token itself never sits in the cookie). The cookie is accepted on `/events` and
+//!   `/api/view/*` only; a request authenticated by it carries [`WebCookie`], and control
+//!   actions then also need the CSRF token (a second value derived from the token, given to
+//!   the page in a `<meta>`) in `X-CSRF-Token` plus an `Origin` header (`crate::web`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -39,6 +46,32 @@ pub struct Auth {
     source: TokenSource,
     origins: HashSet<String>,
     loopback_only: bool,
+    /// The web view's session cookie: name, and value (hex, derived from the token).
+    cookie_name: String,
+    cookie_value: String,
+    /// The web view's CSRF token (hex, derived from the token).
+    csrf: String,
+}
+
+/// Marks a request authenticated by the web view's session cookie (not by a bearer token):
+/// state-changing handlers then require the CSRF header and an `Origin`.
+#[derive(Debug, Clone, Copy)]
+pub struct WebCookie;
+
+/// Hex of SHA-256 over a fixed label and the token.
+fn derive(label: &str, token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(label.as_bytes());
+    h.update([0u8]);
+    h.update(token.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Constant-time equality of two strings (SHA-256 of both, then `subtle`).
+fn same_secret(a: &str, b: &str) -> bool {
+    let da: [u8; 32] = Sha256::digest(a.as_bytes()).into();
+    let db: [u8; 32] = Sha256::digest(b.as_bytes()).into();
+    bool::from(da.ct_eq(&db))
 }
 
 impl Auth {
@@ -62,7 +95,44 @@ impl Auth {
             source,
             origins,
             loopback_only: bound.ip().is_loopback(),
+            cookie_name: format!("jupyter_mcp_{port}"),
+            cookie_value: derive("jupyter-mcp web session", token),
+            csrf: derive("jupyter-mcp web csrf", token),
         }
+    }
+
+    /// The web view's session cookie name (`jupyter_mcp_PORT`).
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// The `Set-Cookie` value that opens a web view session (after a right `?token=`).
+    pub fn session_set_cookie(&self) -> String {
+        format!(
+            "{}={}; HttpOnly; SameSite=Strict; Path=/",
+            self.cookie_name, self.cookie_value
+        )
+    }
+
+    /// Whether the request's `Cookie` header holds the web view session (constant time).
+    pub fn session_cookie_ok(&self, headers: &HeaderMap) -> Option<bool> {
+        let presented = cookie(headers, &self.cookie_name)?;
+        Some(same_secret(&presented, &self.cookie_value))
+    }
+
+    /// The CSRF token the web view sends with control actions.
+    pub fn csrf_token(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether `presented` is the CSRF token (constant time).
+    pub fn csrf_matches(&self, presented: &str) -> bool {
+        same_secret(presented, &self.csrf)
+    }
+
+    /// Whether `origin` is one this server accepts (its own or an `--allowed-origin`).
+    pub fn origin_ok(&self, origin: &str) -> bool {
+        self.origin_allowed(origin)
     }
 
     /// Whether `presented` is the token (constant time in the token's content and length).
@@ -122,7 +192,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 /// A JSON error body: `{"error": message}`.
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = serde_json::json!({ "error": message.into() });
     (
         status,
@@ -182,6 +252,27 @@ pub(super) async fn require_token(
     match presented_token(request.headers(), &request) {
         Some(t) if app.auth.token_matches(&t) => next.run(request).await,
         Some(_) => unauthorized(&app, "invalid_token", "the bearer token is wrong"),
+        // The web view's session cookie, on the routes the page uses.
+        None if crate::web::cookie_route(request.uri().path()) => {
+            match app.auth.session_cookie_ok(request.headers()) {
+                Some(true) => {
+                    let mut request = request;
+                    request.extensions_mut().insert(WebCookie);
+                    next.run(request).await
+                }
+                Some(false) => unauthorized(
+                    &app,
+                    "invalid_token",
+                    "the web view's session cookie is stale (the token changed); open the \
+                     link with ?token= printed at the server's start again",
+                ),
+                None => unauthorized(
+                    &app,
+                    "",
+                    "a bearer token or the web view's session cookie is required",
+                ),
+            }
+        }
         None => unauthorized(
             &app,
             "",
@@ -202,7 +293,25 @@ fn presented_token(headers: &HeaderMap, request: &Request) -> Option<String> {
     if request.method() != axum::http::Method::GET {
         return None;
     }
-    request.uri().query()?.split('&').find_map(|pair| {
+    query_token(request.uri().query()?)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4).
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        })
+}
+
+/// The `token` parameter of a query string, percent-decoded.
+pub fn query_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == "token").then(|| percent_decode(v))
     })
@@ -235,7 +344,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn unauthorized(app: &AppState, error_code: &str, what: &str) -> Response {
+pub(crate) fn unauthorized(app: &AppState, error_code: &str, what: &str) -> Response {
     let challenge = if error_code.is_empty() {
         "Bearer realm=\"jupyter-mcp\"".to_string()
     } else {

@@ -6,7 +6,8 @@
 //!
 //! The front layer, per message: a frame is judged ([`super::frames::judge`]; malformed ones
 //! are answered with JSON-RPC errors); 2025-11-25 task requests are answered by
-//! [`super::tasks`]; tool arguments are checked against the tool's input schema
+//! [`super::tasks`], 2026-07-28 ones (the `io.modelcontextprotocol/tasks` extension) by
+//! [`super::tasks::ext`]; tool arguments are checked against the tool's input schema
 //! ([`super::arguments`]); everything else goes to rmcp, whose answers are rewritten for the
 //! session's revision ([`super::session`]). Requests run concurrently (rmcp spawns a task
 //! per request; the answers made here are spawned too), so a long call never delays the
@@ -52,6 +53,7 @@ impl Pipeline {
     /// shows in this session.
     pub(crate) fn start(svc: JupyterMcp, scope: TaskScope) -> Started {
         use rmcp::ServiceExt as _;
+        let svc = svc.for_session();
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (rmcp_in, rmcp_out) = tokio::io::split(theirs);
         let (from_rmcp, mut into_rmcp) = tokio::io::split(ours);
@@ -163,6 +165,12 @@ enum Route {
 }
 
 fn route(svc: &JupyterMcp, session: &Arc<Session>, msg: &Value) -> Route {
+    if msg.get("method").and_then(Value::as_str) == Some("initialize") {
+        if let Some(info) = msg.pointer("/params/clientInfo") {
+            let field = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or("");
+            svc.set_client_info(field("name"), field("version"));
+        }
+    }
     let method = msg.get("method").and_then(Value::as_str);
     let id = msg.get("id").cloned();
     let (Some(method), Some(id)) = (method, id) else {
@@ -178,6 +186,22 @@ fn route(svc: &JupyterMcp, session: &Arc<Session>, msg: &Value) -> Route {
         };
     };
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    if session.extension_tasks_for(msg) && tasks::ext::is_ours(method, &params) {
+        if method == "tools/call" {
+            if let Some(failure) = super::arguments::check(svc, &params) {
+                let mut failure = serde_json::to_value(failure).unwrap_or_default();
+                failure["resultType"] = serde_json::json!("complete");
+                return Route::Here(Box::pin(async move {
+                    serde_json::json!({"jsonrpc": "2.0", "id": id, "result": failure})
+                }));
+            }
+        }
+        let (svc, session, method) = (svc.clone(), session.clone(), method.to_string());
+        return Route::Here(Box::pin(async move {
+            let req = tasks::ext::Request { id, method, params };
+            tasks::ext::answer(&svc, &session, req).await
+        }));
+    }
     if session.tasks_for(msg) && tasks::is_ours(method, &params) {
         let (svc, session, method) = (svc.clone(), session.clone(), method.to_string());
         return Route::Here(Box::pin(async move {

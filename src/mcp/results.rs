@@ -639,6 +639,16 @@ pub struct KernelEntry {
     /// RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// Remote kernels (--gateway-url): where it runs, `<gateway URL> kernel <kernel id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Resident memory of the kernel and its child processes in bytes, at the last sample
+    /// (every 2 s; every 250 ms with --kernel-memory-limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Seconds since the kernel last became idle (absent when it is not idle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_seconds: Option<f64>,
 }
 
 impl From<KernelView> for KernelEntry {
@@ -650,6 +660,9 @@ impl From<KernelView> for KernelEntry {
             state: k.state,
             queue_depth: k.queue_depth,
             started_at: k.started_at,
+            location: k.location,
+            memory_bytes: k.memory_bytes,
+            idle_seconds: k.idle_seconds,
         }
     }
 }

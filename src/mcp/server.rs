@@ -24,6 +24,12 @@ pub struct JupyterMcp {
     tool_router: ToolRouter<JupyterMcp>,
     /// Tasks cancelled through this server, shared by every session (see `tasks`).
     pub(crate) cancelled: std::sync::Arc<super::tasks::Cancelled>,
+    /// `inputRequests` keys of 2026-07-28 tasks, shared by every session (see `tasks::ext`).
+    pub(crate) prompts: std::sync::Arc<super::tasks::ext::Prompts>,
+    /// Who this session's executions are recorded as requested by (`requested_by`, shown
+    /// by the web view): "MCP session <id> (<clientInfo name> <version>)". Fresh per
+    /// pipeline ([`JupyterMcp::for_session`]); the client part is set at `initialize`.
+    requester: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl JupyterMcp {
@@ -39,7 +45,42 @@ impl JupyterMcp {
                 + Self::status_router()
                 + assets_router,
             cancelled: Default::default(),
+            prompts: Default::default(),
+            requester: std::sync::Arc::new(std::sync::Mutex::new("MCP client".into())),
         }
+    }
+
+    /// This service for one new MCP session: same engine and tools, its own requester label
+    /// ("MCP session" and 8 hex digits of a fresh id, until `initialize` names the client).
+    pub(crate) fn for_session(&self) -> JupyterMcp {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut svc = self.clone();
+        svc.requester =
+            std::sync::Arc::new(std::sync::Mutex::new(format!("MCP session {}", &id[..8])));
+        svc
+    }
+
+    /// Records the client's `clientInfo` (from `initialize`) in the requester label.
+    pub(crate) fn set_client_info(&self, name: &str, version: &str) {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        };
+        let client = format!("{} {}", clean(name), clean(version));
+        if let Ok(mut r) = self.requester.lock() {
+            let base = r.split(" (").next().unwrap_or("MCP client").to_string();
+            *r = format!("{base} ({})", client.trim());
+        }
+    }
+
+    /// Who this session's executions are requested by (see the `requester` field).
+    pub(crate) fn requester(&self) -> String {
+        self.requester
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|_| "MCP client".into())
     }
 
     /// Resolves a notebook path or returns the tool error to give back. Bounded by

@@ -7,8 +7,10 @@
 //!   2026-07-28 request), rmcp ends the whole service on a notification or a response, so
 //!   those are held back (dropped with a log line) instead.
 //! * Per revision (MCP 2025-11-25 "Tasks"; 2025-06-18 "resource_link"): `capabilities.tasks`
-//!   and `execution.taskSupport` are advertised only to 2025-11-25 sessions (the 2026-07-28
-//!   tasks extension is not implemented; task-augmented calls there are plain calls);
+//!   and `execution.taskSupport` are advertised only to 2025-11-25 sessions; 2026-07-28
+//!   `server/discover` advertises the tasks extension (`capabilities.extensions
+//!   ["io.modelcontextprotocol/tasks"]`, served by `tasks::ext`; `params.task` there is
+//!   ignored: a call is a plain call unless the request opts into the extension);
 //!   `resource_link` content is removed for sessions older than 2025-06-18 (the asset URI
 //!   is in the text too); every tool schema is reduced to standard JSON Schema 2020-12
 //!   (see [`standard_schema`]).
@@ -21,7 +23,8 @@ use serde_json::{json, Map, Value};
 
 /// First revision with tasks (`params.task`, `tasks/*`).
 pub(super) const TASKS_REVISION: &str = "2025-11-25";
-/// First revision without `initialize` (tasks moved to an extension, not implemented here).
+/// First revision without `initialize` (tasks moved to the `io.modelcontextprotocol/tasks`
+/// extension, served by `tasks::ext`).
 pub(super) const NO_INIT_REVISION: &str = "2026-07-28";
 /// First revision with `resource_link` content.
 const RESOURCE_LINK_REVISION: &str = "2025-06-18";
@@ -39,6 +42,8 @@ enum Pending {
     ToolsList { tasks: bool },
     /// `tools/call` in a session older than 2025-06-18: drop `resource_link` blocks.
     OldToolCall,
+    /// `server/discover` (2026-07-28): advertise the tasks extension.
+    Discover,
     /// Any other request sent before the session started: a result starts it.
     Starting,
 }
@@ -135,6 +140,13 @@ impl Session {
             .is_some_and(|r| r.as_str() >= TASKS_REVISION && r.as_str() < NO_INIT_REVISION)
     }
 
+    /// Whether the 2026-07-28 tasks extension (`tasks::ext`) serves this request: spoken in
+    /// 2026-07-28 or later (whether it opted in is the extension's own check).
+    pub(super) fn extension_tasks_for(&self, msg: &Value) -> bool {
+        self.revision_of(msg)
+            .is_some_and(|r| r.as_str() >= NO_INIT_REVISION)
+    }
+
     /// Notes a request about to go to rmcp whose answer needs a rewrite.
     pub(super) fn forwarding(&self, msg: &Value) {
         let (Some(id), Some(method)) = (msg.get("id"), msg.get("method").and_then(Value::as_str))
@@ -153,6 +165,7 @@ impl Session {
             {
                 Some(Pending::OldToolCall)
             }
+            "server/discover" if self.extension_tasks_for(msg) => Some(Pending::Discover),
             "ping" | "server/discover" => None,
             _ if !self.started() => Some(Pending::Starting),
             _ => None,
@@ -221,6 +234,17 @@ impl Session {
                 }
             }
             Pending::Starting => self.started.store(true, Ordering::SeqCst),
+            Pending::Discover => {
+                if let Some(caps) = result
+                    .get_mut("capabilities")
+                    .and_then(Value::as_object_mut)
+                {
+                    let extensions = caps.entry("extensions").or_insert_with(|| json!({}));
+                    if let Some(ext) = extensions.as_object_mut() {
+                        ext.insert(super::tasks::ext::EXTENSION.into(), json!({}));
+                    }
+                }
+            }
         }
         msg.to_string()
     }
@@ -367,5 +391,15 @@ mod tests {
         let inline = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
             "params": {"_meta": {META_VERSION: "2026-07-28"}}});
         assert!(!s.tasks_for(&inline));
+        assert!(s.extension_tasks_for(&inline) && !s.extension_tasks_for(&call));
+        let discover = json!({"jsonrpc": "2.0", "id": 4, "method": "server/discover",
+            "params": {"_meta": {META_VERSION: "2026-07-28"}}});
+        s.forwarding(&discover);
+        let answer = json!({"jsonrpc": "2.0", "id": 4, "result": {"capabilities": {"tools": {}}}});
+        let out: Value = serde_json::from_str(&s.rewrite(answer.to_string())).unwrap();
+        assert_eq!(
+            out["result"]["capabilities"]["extensions"],
+            json!({"io.modelcontextprotocol/tasks": {}})
+        );
     }
 }

@@ -18,8 +18,10 @@ use serde_json::{json, Value};
 use super::params::{ExecuteCellArgs, ExecuteCodeArgs, RunAllArgs};
 use super::server::JupyterMcp;
 use super::session::{Session, TASK_TOOLS};
-use super::tools_exec::Progress;
+use super::tools_exec::{Progress, SkippedCell};
 use crate::store::{self, ExecutionRecord, Status};
+
+pub(super) mod ext;
 
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// Suggested polling interval for clients, in milliseconds.
@@ -90,11 +92,11 @@ pub(super) async fn answer(svc: &JupyterMcp, session: &Session, req: Request) ->
     }
 }
 
-type RpcResult = Result<Value, (i64, String)>;
-const INVALID_PARAMS: i64 = -32602;
-const INTERNAL: i64 = -32603;
+pub(super) type RpcResult = Result<Value, (i64, String)>;
+pub(super) const INVALID_PARAMS: i64 = -32602;
+pub(super) const INTERNAL: i64 = -32603;
 
-fn task_id(params: &Value) -> Result<String, (i64, String)> {
+pub(super) fn task_id(params: &Value) -> Result<String, (i64, String)> {
     params
         .get("taskId")
         .and_then(Value::as_str)
@@ -107,7 +109,7 @@ fn args<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, (i64, Strin
         .map_err(|e| (INVALID_PARAMS, format!("invalid arguments: {e}")))
 }
 
-fn tool_failure(result: rmcp::model::CallToolResult) -> (i64, String) {
+pub(super) fn tool_failure(result: rmcp::model::CallToolResult) -> (i64, String) {
     let text = result
         .content
         .iter()
@@ -117,35 +119,46 @@ fn tool_failure(result: rmcp::model::CallToolResult) -> (i64, String) {
     (INVALID_PARAMS, text)
 }
 
+/// Validates and queues a task tool's work (`params` of its `tools/call`): the execution
+/// ids (one, or a `run_all_cells` batch in order) and the cells `run_all_cells` skipped; a
+/// tool failure (bad notebook, no kernel) is the tool's own `CallToolResult`.
+pub(super) async fn submit(
+    svc: &JupyterMcp,
+    params: &Value,
+) -> Result<(Vec<String>, Vec<SkippedCell>), rmcp::model::CallToolResult> {
+    let bad_args = |e: (i64, String)| super::results::fail(e.1);
+    match params.get("name").and_then(Value::as_str).unwrap_or("") {
+        "execute_cell" => svc
+            .submit_cell(&args::<ExecuteCellArgs>(params).map_err(bad_args)?)
+            .await
+            .map(|(_, id)| (vec![id], vec![])),
+        "execute_code" => svc
+            .submit_code(&args::<ExecuteCodeArgs>(params).map_err(bad_args)?)
+            .await
+            .map(|(_, id)| (vec![id], vec![])),
+        _ => {
+            svc.submit_all(&args::<RunAllArgs>(params).map_err(bad_args)?)
+                .await
+        }
+    }
+}
+
 /// Queues the tool's work and answers with a `CreateTaskResult`.
 async fn create_task(svc: &JupyterMcp, session: &Session, params: &Value) -> RpcResult {
-    let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-    let id = match name {
-        "execute_cell" => svc
-            .submit_cell(&args::<ExecuteCellArgs>(params)?)
-            .await
-            .map(|(_, id)| id),
-        "execute_code" => svc
-            .submit_code(&args::<ExecuteCodeArgs>(params)?)
-            .await
-            .map(|(_, id)| id),
-        _ => svc
-            .submit_all(&args::<RunAllArgs>(params)?)
-            .await
-            .and_then(|(ids, _)| {
-                ids.last().cloned().ok_or_else(|| {
-                    super::results::fail(
-                        "the notebook has no code cell to run, so there is no task",
-                    )
-                })
-            }),
-    }
-    .map_err(tool_failure)?;
+    let (ids, _) = submit(svc, params).await.map_err(tool_failure)?;
+    let id = ids.last().cloned().ok_or_else(|| {
+        tool_failure(super::results::fail(
+            "the notebook has no code cell to run, so there is no task",
+        ))
+    })?;
     session.created_task(&id);
     Ok(json!({ "task": task_state(svc, &id).await? }))
 }
 
-async fn records(svc: &JupyterMcp, id: &str) -> Result<Vec<ExecutionRecord>, (i64, String)> {
+pub(super) async fn records(
+    svc: &JupyterMcp,
+    id: &str,
+) -> Result<Vec<ExecutionRecord>, (i64, String)> {
     let owned = id.to_string();
     let rec = svc
         .engine
@@ -179,11 +192,11 @@ pub(crate) struct Cancelled {
 }
 
 impl Cancelled {
-    fn contains(&self, id: &str) -> bool {
+    pub(super) fn contains(&self, id: &str) -> bool {
         self.ids.lock().is_ok_and(|c| c.contains(id))
     }
 
-    fn insert(&self, id: &str) {
+    pub(super) fn insert(&self, id: &str) {
         if let Ok(mut c) = self.ids.lock() {
             c.insert(id.to_string());
         }
@@ -197,7 +210,7 @@ impl Cancelled {
 }
 
 /// The task (spec "Task" object) for an execution id.
-async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
+pub(super) async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
     let waiting_input = recs
         .iter()
@@ -267,6 +280,19 @@ async fn task_state(svc: &JupyterMcp, id: &str) -> RpcResult {
 async fn task_result(svc: &JupyterMcp, id: &str) -> RpcResult {
     let recs = records(svc, id).await?;
     let (deadline, _permit) = result_wait(Instant::now());
+    let mut value = render(svc, &recs, id, deadline).await?;
+    value["_meta"] = json!({ RELATED_TASK: { "taskId": id } });
+    Ok(value)
+}
+
+/// The tool's own `CallToolResult` for a task's executions `recs` (as JSON), waiting for them
+/// until `deadline` (now: what is done so far).
+pub(super) async fn render(
+    svc: &JupyterMcp,
+    recs: &[ExecutionRecord],
+    id: &str,
+    deadline: Instant,
+) -> RpcResult {
     let result = if recs.len() == 1 && recs[0].batch_id.is_none() {
         svc.wait_result(id, deadline, &Progress::none()).await
     } else {
@@ -274,9 +300,28 @@ async fn task_result(svc: &JupyterMcp, id: &str) -> RpcResult {
         svc.run_all_result(&ids, vec![], deadline, &Progress::none())
             .await
     };
-    let mut value = serde_json::to_value(&result).map_err(|e| (INTERNAL, e.to_string()))?;
-    value["_meta"] = json!({ RELATED_TASK: { "taskId": id } });
-    Ok(value)
+    serde_json::to_value(&result).map_err(|e| (INTERNAL, e.to_string()))
+}
+
+/// Cancels a task's unfinished executions through the engine path of `cancel_execution`
+/// (queued ones removed, newest first so none starts after its predecessor stops; the
+/// running one interrupted) and remembers the task as cancelled.
+pub(super) async fn cancel_unfinished(
+    svc: &JupyterMcp,
+    id: &str,
+    recs: &[ExecutionRecord],
+) -> Result<(), (i64, String)> {
+    let mut unfinished: Vec<&ExecutionRecord> =
+        recs.iter().filter(|r| !r.status.is_terminal()).collect();
+    unfinished.sort_by_key(|r| std::cmp::Reverse(r.seq));
+    for rec in unfinished {
+        svc.engine
+            .cancel(&rec.id)
+            .await
+            .map_err(|e| (INTERNAL, e.to_string()))?;
+    }
+    svc.cancelled.insert(id);
+    Ok(())
 }
 
 /// `tasks/cancel` (2025-11-25): a working task is cancelled (queued executions removed, the
@@ -295,17 +340,7 @@ async fn cancel_task(svc: &JupyterMcp, id: &str) -> RpcResult {
             ),
         ));
     }
-    // Queued ones first (newest last), so none of them starts after its predecessor stops.
-    let mut unfinished: Vec<&ExecutionRecord> =
-        recs.iter().filter(|r| !r.status.is_terminal()).collect();
-    unfinished.sort_by_key(|r| std::cmp::Reverse(r.seq));
-    for rec in unfinished {
-        svc.engine
-            .cancel(&rec.id)
-            .await
-            .map_err(|e| (INTERNAL, e.to_string()))?;
-    }
-    svc.cancelled.insert(id);
+    cancel_unfinished(svc, id, &recs).await?;
     task_state(svc, id).await
 }
 

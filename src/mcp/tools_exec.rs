@@ -19,11 +19,11 @@ use crate::engine::{EngineError, ExecutionView, SubmitItem};
 use crate::paths::RootedPath;
 use crate::store::Status;
 
-const DEFAULT_TIMEOUT_S: f64 = 30.0;
+pub(super) const DEFAULT_TIMEOUT_S: f64 = 30.0;
 /// Longest a single call may wait (a cell keeps running past it).
 const MAX_WAIT_S: f64 = 3600.0;
 
-fn wait_duration(secs: Option<f64>, default: f64) -> Duration {
+pub(super) fn wait_duration(secs: Option<f64>, default: f64) -> Duration {
     let s = secs.unwrap_or(default);
     Duration::from_secs_f64(if s.is_finite() {
         s.clamp(0.0, MAX_WAIT_S)
@@ -96,6 +96,10 @@ impl JupyterMcp {
         if self.engine.has_live_kernel(path) {
             return Ok(());
         }
+        self.engine
+            .refresh_gateway_kernelspecs()
+            .await
+            .map_err(tool_error)?;
         let (engine, path) = (self.engine.clone(), path.clone());
         tokio::task::spawn_blocking(move || engine.kernelspec_for(&path, None).map(|_| ()))
             .await
@@ -190,7 +194,12 @@ impl JupyterMcp {
         a: &ExecuteCodeArgs,
     ) -> Result<(RootedPath, String), CallToolResult> {
         let path = self.path(&a.notebook).await?;
-        if !path.abs.exists() {
+        if !self
+            .engine
+            .notebook_exists(&path)
+            .await
+            .map_err(tool_error)?
+        {
             return Err(tool_error(EngineError::NotebookMissing {
                 notebook: path.rel,
             }));
@@ -213,7 +222,7 @@ impl JupyterMcp {
         };
         let ids = self
             .engine
-            .submit(&path, vec![item], false, true)
+            .submit_as(&path, vec![item], false, true, Some(self.requester()))
             .await
             .map_err(tool_error)?;
         Ok((path, ids[0].clone()))
@@ -259,7 +268,13 @@ impl JupyterMcp {
         }
         let ids = self
             .engine
-            .submit(&path, items, true, a.stop_on_error.unwrap_or(true))
+            .submit_as(
+                &path,
+                items,
+                true,
+                a.stop_on_error.unwrap_or(true),
+                Some(self.requester()),
+            )
             .await
             .map_err(tool_error)?;
         Ok((ids, skipped))

@@ -60,6 +60,12 @@ fn describe_kernel(k: &KernelView) -> String {
     if k.kernel_name.is_empty() || k.state == "none" {
         return format!("{} has no kernel running", k.notebook);
     }
+    if let Some(at) = &k.location {
+        return format!(
+            "kernel {} for {} is {} (remote: {at})",
+            k.kernel_name, k.notebook, k.state
+        );
+    }
     match k.pid {
         Some(pid) => format!(
             "kernel {} for {} is {} (pid {pid})",
@@ -77,9 +83,15 @@ impl JupyterMcp {
     /// List the installed Jupyter kernels (languages/environments code can run in).
     #[tool(output_schema = schema_for_output::<KernelspecList>())]
     async fn list_kernelspecs(&self) -> Result<CallToolResult, McpError> {
-        let specs = tokio::task::spawn_blocking(jmcp_kernel::list_kernelspecs)
-            .await
-            .unwrap_or_default();
+        let specs = match &self.engine.config().gateway {
+            Some(gateway) => match gateway.kernelspecs().await {
+                Ok((_, specs)) => specs,
+                Err(e) => return Ok(tool_error(e.into())),
+            },
+            None => tokio::task::spawn_blocking(jmcp_kernel::list_kernelspecs)
+                .await
+                .unwrap_or_default(),
+        };
         let text = specs
             .iter()
             .map(|s| format!("{} — {} ({})", s.name, s.display_name, s.language))

@@ -73,6 +73,8 @@ pub struct NewExecution {
     pub stop_on_error: bool,
     /// Errors here do not stop the batch (nbclient tag `raises-exception`).
     pub allow_error: bool,
+    /// Who asked (MCP session and client name), for the web view's timeline.
+    pub requested_by: Option<String>,
 }
 
 /// A stored execution.
@@ -114,11 +116,13 @@ pub struct ExecutionRecord {
     pub started_at: Option<String>,
     /// When it reached a terminal state.
     pub finished_at: Option<String>,
+    /// Who asked (see [`NewExecution::requested_by`]).
+    pub requested_by: Option<String>,
 }
 
 const COLUMNS: &str = "seq, id, notebook, cell_id, code, batch_id, stop_on_error, allow_error,
     status, kernel_session, msg_id, execution_count, outputs, error, note, created_at,
-    started_at, finished_at";
+    started_at, finished_at, requested_by";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(ExecutionRecord, String, Option<String>)> {
     let status: String = r.get(8)?;
@@ -151,6 +155,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(ExecutionRecord, String, Option<St
             created_at: r.get(15)?,
             started_at: r.get(16)?,
             finished_at: r.get(17)?,
+            requested_by: r.get(18)?,
         },
         r.get(12)?,
         r.get(13)?,
@@ -178,8 +183,8 @@ pub fn insert_rows(conn: &Connection, items: &[NewExecution]) -> Result<(), Stor
     {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO executions (id, notebook, cell_id, code, batch_id, stop_on_error,
-                allow_error, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+                allow_error, status, created_at, requested_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
         )?;
         let now = super::now();
         for e in items {
@@ -191,7 +196,8 @@ pub fn insert_rows(conn: &Connection, items: &[NewExecution]) -> Result<(), Stor
                 e.batch_id,
                 e.stop_on_error,
                 e.allow_error,
-                now
+                now,
+                e.requested_by
             ])?;
         }
     }
@@ -398,6 +404,7 @@ mod tests {
             batch_id: batch.map(str::to_string),
             stop_on_error: true,
             allow_error: false,
+            requested_by: None,
         }
     }
 

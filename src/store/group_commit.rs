@@ -101,6 +101,7 @@ mod tests {
             batch_id: None,
             stop_on_error: true,
             allow_error: false,
+            requested_by: None,
         }
     }
 

@@ -70,6 +70,13 @@ const MIGRATIONS: &[&str] = &[
         bytes      INTEGER NOT NULL,
         PRIMARY KEY (notebook, name)
     );",
+    // 4: remote kernels (SPEC §10): where a kernel session's kernel runs, to reconnect to it.
+    "ALTER TABLE kernel_sessions ADD COLUMN gateway_url TEXT;
+    ALTER TABLE kernel_sessions ADD COLUMN remote_kernel_id TEXT;
+    ALTER TABLE kernel_sessions ADD COLUMN ws_session TEXT;",
+    // 5 (web view, issue 13): who asked for an execution (MCP session / clientInfo name, or
+    // "web view"), shown in the timeline.
+    "ALTER TABLE executions ADD COLUMN requested_by TEXT;",
 ];
 
 /// WAL + FULL sync, foreign keys, busy timeout; then migrations up to the current version.

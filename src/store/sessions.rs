@@ -26,6 +26,20 @@ pub struct KernelSessionRecord {
     pub state: String,
     /// RFC 3339.
     pub started_at: String,
+    /// Remote kernels (SPEC §10): the gateway's base URL (never its token), the server's
+    /// kernel id and our WebSocket session id, to reconnect after a restart.
+    pub remote: Option<RemoteIds>,
+}
+
+/// What identifies a remote kernel across server restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteIds {
+    /// Base URL of the Jupyter Server / Kernel Gateway.
+    pub gateway_url: String,
+    /// The server's kernel id.
+    pub kernel_id: String,
+    /// The kernel WebSocket's `session_id`.
+    pub ws_session: String,
 }
 
 impl KernelSessionRecord {
@@ -47,6 +61,13 @@ impl KernelSessionRecord {
                 self.started_at
             ],
         )?;
+        if let Some(r) = &self.remote {
+            conn.execute(
+                "UPDATE kernel_sessions SET gateway_url = ?2, remote_kernel_id = ?3, ws_session = ?4
+                 WHERE id = ?1",
+                params![self.id, r.gateway_url, r.kernel_id, r.ws_session],
+            )?;
+        }
         Ok(())
     }
 }
@@ -85,7 +106,7 @@ pub fn latest_for_notebook(
 pub fn open_sessions(conn: &Connection) -> Result<Vec<KernelSessionRecord>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, notebook, kernel_name, pid, pid_start_time, connection_file, log_file,
-                state, started_at
+                state, started_at, gateway_url, remote_kernel_id, ws_session
          FROM kernel_sessions WHERE ended_at IS NULL ORDER BY started_at, rowid",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -99,6 +120,14 @@ pub fn open_sessions(conn: &Connection) -> Result<Vec<KernelSessionRecord>, Stor
             log_file: r.get(6)?,
             state: r.get(7)?,
             started_at: r.get(8)?,
+            remote: match (r.get(9)?, r.get(10)?, r.get(11)?) {
+                (Some(gateway_url), Some(kernel_id), Some(ws_session)) => Some(RemoteIds {
+                    gateway_url,
+                    kernel_id,
+                    ws_session,
+                }),
+                _ => None,
+            },
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

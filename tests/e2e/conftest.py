@@ -154,6 +154,18 @@ class Client:
             if left <= 0:
                 raise AssertionError(f"execution {execution_id} still {sc['status']} after {timeout}s")
 
+    async def wait_running(self, execution_id: str, timeout: float = 60.0) -> dict:
+        """Polls get_execution until the execution is `running` (a kernel start on a loaded
+        machine can take seconds); fails if it ends or stays pending past `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sc = await self.ok("get_execution", execution_id=execution_id)
+            if sc["status"] == "running":
+                return sc
+            if sc["status"] != "pending" or time.monotonic() > deadline:
+                raise AssertionError(f"execution {execution_id} is {sc['status']}, not running: {sc}")
+            await anyio.sleep(0.05)
+
     async def kernel_pids(self) -> dict[str, int]:
         sc = await self.ok("list_kernels")
         return {k["notebook"]: k["pid"] for k in sc["kernels"] if isinstance(k.get("pid"), int)}

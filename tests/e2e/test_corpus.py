@@ -327,8 +327,7 @@ def test_corpus_run_all_cells(rel, corpus, mcp: Harness):
         assert all(s.get("reason") for s in sc["skipped"])
 
         if exp.outcome == TIMEOUT:
-            first = ex[0]
-            assert first["status"] == "running", first
+            first = await c.wait_running(ex[0]["execution_id"])
             await c.ok("interrupt_kernel", notebook=name)
             done = await c.wait_done(first["execution_id"], 30)
             assert done["status"] == "interrupted", done

@@ -243,6 +243,11 @@ def test_kill9_restart_reattaches_then_sigterm_lets_the_cell_finish(tmp_path: Pa
             "notebook": "k.ipynb", "timeout_s": 0.1,
             "code": "import os, time\nwhile not os.path.exists('gate'):\n    time.sleep(0.02)\nprint('finished in grace')"}}))
         assert running["status"] == "running", running
+        # Queued behind it: it must not start during the grace (it would be cut off), and
+        # stays pending for the next start.
+        queued = tool_json(d.rpc(sid, "tools/call", {"name": "execute_code", "arguments": {
+            "notebook": "k.ipynb", "timeout_s": 0.1, "code": "open('queued-ran', 'w').write('x')"}}))
+        assert queued["status"] == "pending", queued
         # A request in flight at SIGTERM: its SSE response has started (headers received).
         http = httpx2.Client(timeout=120)
         waiting = http.send(http.build_request("POST", d.url, headers={
@@ -265,7 +270,9 @@ def test_kill9_restart_reattaches_then_sigterm_lets_the_cell_finish(tmp_path: Pa
         assert read_daemon_json(data) is None, "a clean exit removes daemon.json"
         with sqlite3.connect(data / "state.db") as db:
             status = db.execute("SELECT status FROM executions WHERE id = ?", (running["execution_id"],)).fetchone()
+            left = db.execute("SELECT status FROM executions WHERE id = ?", (queued["execution_id"],)).fetchone()
         assert status == ("completed",), status
+        assert left == ("pending",) and not (root / "queued-ran").exists(), left
         assert pid_alive(pid, kernel[pid]), "kernels keep running without --stop-kernels-on-exit"
     finally:
         kill_pids(kernel)

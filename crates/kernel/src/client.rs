@@ -24,7 +24,7 @@ use crate::orphans::{Limits, OrphanBuffer};
 use crate::wire::{Channel, WireMessage};
 use crate::{KernelError, Result};
 
-type SendHalf = Connection<zeromq::DealerSendHalf>;
+use crate::transport::Sink;
 
 /// Something that happened for one request.
 // Messages are the common case and `Died` comes once per request: boxing every message to
@@ -122,11 +122,10 @@ struct Routes {
     orphans: OrphanBuffer,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     session: String,
-    shell: tokio::sync::Mutex<SendHalf>,
-    control: tokio::sync::Mutex<SendHalf>,
-    stdin: tokio::sync::Mutex<SendHalf>,
+    /// Where requests go: the ZeroMQ sockets, or a remote kernel's WebSocket.
+    sink: Sink,
     routes: Mutex<Routes>,
     state: watch::Sender<String>,
     dead: watch::Sender<Option<String>>,
@@ -180,14 +179,33 @@ impl KernelClient {
         let (shell_tx, shell_rx) = shell.split();
         let (stdin_tx, stdin_rx) = stdin.split();
         let (control_tx, control_rx) = control.split();
+        let sink = Sink::Zmq {
+            shell: tokio::sync::Mutex::new(shell_tx),
+            control: tokio::sync::Mutex::new(control_tx),
+            stdin: tokio::sync::Mutex::new(stdin_tx),
+        };
+        let client = KernelClient::with_sink(session, sink);
+        let weak = Arc::downgrade(&client.inner);
+        client.add_tasks(vec![
+            tokio::spawn(read_loop(weak.clone(), iopub, Channel::IoPub)),
+            tokio::spawn(read_loop(weak.clone(), shell_rx, Channel::Shell)),
+            tokio::spawn(read_loop(weak.clone(), stdin_rx, Channel::Stdin)),
+            tokio::spawn(read_loop(weak.clone(), control_rx, Channel::Control)),
+            tokio::spawn(heartbeat_loop(weak, heartbeat, info.clone())),
+        ]);
+        Ok(client)
+    }
+
+    /// A client whose requests go to `sink`; routing, orphans and states are shared by every
+    /// transport. The transport's reader tasks feed [`Inner::route`] and are added with
+    /// [`KernelClient::add_tasks`].
+    pub(crate) fn with_sink(session: String, sink: Sink) -> KernelClient {
         let (state, _) = watch::channel("starting".to_string());
         let (dead, _) = watch::channel(None);
-        let client = KernelClient {
+        KernelClient {
             inner: Arc::new(Inner {
                 session,
-                shell: tokio::sync::Mutex::new(shell_tx),
-                control: tokio::sync::Mutex::new(control_tx),
-                stdin: tokio::sync::Mutex::new(stdin_tx),
+                sink,
                 routes: Mutex::new(Routes {
                     open: HashMap::new(),
                     orphans: OrphanBuffer::new(Limits::default()),
@@ -199,19 +217,29 @@ impl KernelClient {
                 dropped: AtomicU64::new(0),
                 tasks: Mutex::new(Vec::new()),
             }),
-        };
-        let weak = Arc::downgrade(&client.inner);
-        let tasks = vec![
-            tokio::spawn(read_loop(weak.clone(), iopub, Channel::IoPub)),
-            tokio::spawn(read_loop(weak.clone(), shell_rx, Channel::Shell)),
-            tokio::spawn(read_loop(weak.clone(), stdin_rx, Channel::Stdin)),
-            tokio::spawn(read_loop(weak.clone(), control_rx, Channel::Control)),
-            tokio::spawn(heartbeat_loop(weak, heartbeat, info.clone())),
-        ];
-        if let Ok(mut t) = client.inner.tasks.lock() {
-            *t = tasks;
         }
-        Ok(client)
+    }
+
+    /// Tasks aborted when the last clone of the client is dropped.
+    pub(crate) fn add_tasks(&self, tasks: Vec<JoinHandle<()>>) {
+        if let Ok(mut t) = self.inner.tasks.lock() {
+            t.extend(tasks);
+        }
+    }
+
+    /// A weak reference for reader tasks (they stop once the client is gone).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Resolves once the kernel is marked dead, with the reason.
+    pub async fn wait_dead(&self) -> String {
+        let mut rx = self.inner.dead.subscribe();
+        let reason = rx.wait_for(|d| d.is_some()).await.map(|r| r.clone());
+        match reason {
+            Ok(r) => r.unwrap_or_default(),
+            Err(_) => "kernel connection closed".into(),
+        }
     }
 
     /// Waits until the kernel answers `kernel_info_request` on shell AND its IOPub `status: idle`
@@ -344,11 +372,10 @@ impl KernelClient {
             None,
         );
         msg.parent_header = Some(parent);
-        let mut stdin = self.inner.stdin.lock().await;
-        stdin
-            .send(msg)
+        self.inner
+            .sink
+            .send(Channel::Stdin, msg, &self.inner.session)
             .await
-            .map_err(|e| KernelError::connection("sending input_reply", e))
     }
 
     /// Sends `interrupt_request` on control (kernelspec `interrupt_mode: message`).
@@ -422,22 +449,20 @@ impl KernelClient {
             msg.header.msg_id = id;
         }
         let handle = self.register(&msg.header.msg_id);
-        let mut shell = self.inner.shell.lock().await;
-        shell
-            .send(msg)
-            .await
-            .map_err(|e| KernelError::connection("sending on shell", e))?;
+        self.inner
+            .sink
+            .send(Channel::Shell, msg, &self.inner.session)
+            .await?;
         Ok(handle)
     }
 
     async fn send_control(&self, content: JupyterMessageContent) -> Result<RequestHandle> {
         let msg = JupyterMessage::new(content, None);
         let handle = self.register(&msg.header.msg_id);
-        let mut control = self.inner.control.lock().await;
-        control
-            .send(msg)
-            .await
-            .map_err(|e| KernelError::connection("sending on control", e))?;
+        self.inner
+            .sink
+            .send(Channel::Control, msg, &self.inner.session)
+            .await?;
         Ok(handle)
     }
 
@@ -472,7 +497,7 @@ impl KernelClient {
 
 impl Inner {
     /// The first reason wins; later ones are ignored.
-    fn mark_dead(&self, reason: String) {
+    pub(crate) fn mark_dead(&self, reason: String) {
         self.dead.send_if_modified(|d| {
             if d.is_none() {
                 *d = Some(reason);
@@ -483,7 +508,19 @@ impl Inner {
         });
     }
 
-    fn route(&self, msg: WireMessage) {
+    /// Counts a message that could not be decoded (logged by the caller).
+    pub(crate) fn count_dropped(&self) -> u64 {
+        self.dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts a message that needed a lossy decode (logged by the caller).
+    pub(crate) fn count_lossy(&self) -> u64 {
+        self.lossy.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Delivers a message to the request named by its parent `msg_id`, or holds it in the
+    /// orphan buffer; tracks `execution_state`. Shared by every transport.
+    pub(crate) fn route(&self, msg: WireMessage) {
         if let Some(state) = msg.execution_state() {
             let state = state.to_string();
             self.state.send_if_modified(|s| {

@@ -48,6 +48,11 @@ pub enum KernelError {
     /// The client was closed (kernel shut down or the server is stopping).
     #[error("kernel connection closed")]
     Closed,
+    /// A Jupyter Server / Kernel Gateway did not do what was asked (unreachable, refused the
+    /// token, no such kernel, an error status). `url` is the gateway's base URL; the token is
+    /// never part of any message.
+    #[error("Jupyter gateway {url}: {message}")]
+    Gateway { url: String, message: String },
     /// File or process I/O failed.
     #[error("{action}: {source}")]
     Io {

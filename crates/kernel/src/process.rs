@@ -35,6 +35,14 @@ pub fn is_alive(pid: u32, expected_start: Option<u64>) -> bool {
 /// Sends `signal` to the process group led by `pid` (kernels are started as group leaders),
 /// falling back to the process itself if it has no group of its own.
 pub fn signal_group(pid: u32, signal: i32) -> io::Result<()> {
+    // 0 (a remote kernel has no PID) or a PID past i32 would signal our own group or every
+    // process: never.
+    if pid == 0 || pid > i32::MAX as u32 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pid}"),
+        ));
+    }
     let pgid = pid as libc::pid_t;
     if kill(-pgid, signal).is_ok() {
         return Ok(());

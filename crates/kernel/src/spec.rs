@@ -1,6 +1,7 @@
 //! Kernelspec discovery, following `jupyter_client.kernelspec` (`jupyter_path("kernels")`):
 //! `JUPYTER_PATH` entries, the user data dir (`JUPYTER_DATA_DIR` or `~/.local/share/jupyter`),
-//! the environment prefixes (`$VIRTUAL_ENV/share/jupyter`, then the `share/jupyter` of the
+//! the environment prefixes (`$VIRTUAL_ENV/share/jupyter`, the `share/jupyter` of the
+//! environment this binary is installed in (`<prefix>/bin/jupyter-mcp`), then that of the
 //! `python3` found on `PATH`), then the system dirs. The first directory that holds a name wins.
 
 use std::collections::HashMap;
@@ -78,6 +79,15 @@ pub fn search_dirs() -> Vec<PathBuf> {
     }
     if let Ok(venv) = std::env::var("VIRTUAL_ENV") {
         dirs.push(Path::new(&venv).join("share/jupyter"));
+    }
+    // The environment this binary was installed into (pip / uvx put it in `<prefix>/bin`, next
+    // to ipykernel): its kernelspecs, as jupyter_client searches `sys.prefix/share/jupyter`,
+    // so an installed jupyter-mcp finds its kernels without an activated environment.
+    if let Some(prefix) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| prefix_of_interpreter(&exe))
+    {
+        dirs.push(prefix.join("share/jupyter"));
     }
     if let Some(prefix) = which("python3").and_then(|p| prefix_of_interpreter(&p)) {
         dirs.push(prefix.join("share/jupyter"));

@@ -24,9 +24,42 @@ pub struct StartedKernel {
     pub kernel_info: Value,
 }
 
+/// Launch attempts when the kernel loses one of its ports to another process.
+const PORT_RACE_ATTEMPTS: usize = 3;
+
 /// Launches `spec` and waits up to `timeout` for it to be ready. If the process exits first,
 /// the error carries the last lines of its log (stderr). The process is killed on failure.
+/// A kernel that exits because another process bound one of its ports between our
+/// reservation and its own bind (ipykernel: "Address already in use"; other programs pick
+/// ports too, e.g. a Jupyter Server starting kernels on the same machine) is launched again
+/// with fresh ports, up to 3 times.
 pub async fn start_kernel(
+    spec: &KernelSpec,
+    opts: &LaunchOptions,
+    timeout: Duration,
+) -> Result<StartedKernel> {
+    let mut attempt = 1;
+    loop {
+        match start_once(spec, opts, timeout).await {
+            Err(KernelError::StartFailed {
+                ref stderr_tail, ..
+            }) if attempt < PORT_RACE_ATTEMPTS
+                && stderr_tail
+                    .iter()
+                    .any(|l| l.contains("Address already in use")) =>
+            {
+                tracing::warn!(
+                    "kernel '{}' lost a port to another process while starting; launching it again",
+                    spec.name
+                );
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn start_once(
     spec: &KernelSpec,
     opts: &LaunchOptions,
     timeout: Duration,

@@ -54,11 +54,21 @@ impl WireMessage {
     /// Like [`WireMessage::from_raw`], also telling whether any frame needed a lossy decode
     /// or a replacement content (so that the caller can count and log it).
     pub fn decode(channel: Channel, raw: &RawMessage) -> Result<(WireMessage, bool), String> {
+        Self::decode_parts(channel, &raw.jparts)
+    }
+
+    /// [`WireMessage::decode`] of the parts after the signature: header, parent header,
+    /// metadata, content, then binary buffers (the ZeroMQ frames, or the parts of a
+    /// `v1.kernel.websocket.jupyter.org` WebSocket message).
+    pub fn decode_parts<B: AsRef<[u8]>>(
+        channel: Channel,
+        jparts: &[B],
+    ) -> Result<(WireMessage, bool), String> {
         let mut lossy = false;
         let mut frame = |i: usize| -> Result<Value, String> {
-            let bytes = raw
-                .jparts
+            let bytes = jparts
                 .get(i)
+                .map(AsRef::as_ref)
                 .ok_or_else(|| format!("missing frame {i}"))?;
             let text = String::from_utf8_lossy(bytes);
             if matches!(text, std::borrow::Cow::Owned(_)) {
@@ -97,7 +107,7 @@ impl WireMessage {
             parent_msg_id,
             header,
             content,
-            buffers: raw.jparts.iter().skip(4).map(|b| b.to_vec()).collect(),
+            buffers: jparts.iter().skip(4).map(|b| b.as_ref().to_vec()).collect(),
         };
         Ok((msg, lossy))
     }
