@@ -206,6 +206,70 @@ def test_a_frozen_folder_inside_the_root_does_not_stop_the_other_notebook(mcp, t
         assert integrity(mcp.data / "state.db") == "ok"
 
 
+SLOW_PICKLE = """
+import time
+class Slow:
+    def __getstate__(self):
+        time.sleep(3)
+        return {}
+first = bytes(2_000_000)
+slow = Slow()
+small = 7
+"""
+
+
+def test_freeze_during_a_checkpoint_save_leaves_no_partial_checkpoint(mcp, tmp_path):
+    src = tmp_path / "data-src"
+    with FuseMount(src, tmp_path / "data-mnt") as fs:
+        mcp.data = tmp_path / "data-mnt" / "data"
+        mcp.extra_args = FAST
+        write_nb(mcp.root / "n.ipynb", [("code", "small = 7")])
+
+        async def body(client):
+            await client.ok("execute_code", notebook="n.ipynb", code=SLOW_PICKLE)
+            box: dict = {}
+
+            async def save():
+                with anyio.fail_after(HANG_GUARD_S):
+                    box["sc"], box["res"] = await client.call(
+                        "save_environment", notebook="n.ipynb", name="frozen", variables=["first", "slow"]
+                    )
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(save)
+                    # The kernel is writing the data file (seen through the FUSE source, which
+                    # never hangs) and then pickles `slow` for 3 s: freeze the data dir now.
+                    deadline = time.monotonic() + HANG_GUARD_S
+                    while not list((src / "data" / "checkpoints").rglob(".tmp-*.dill")):
+                        assert time.monotonic() < deadline, "the checkpoint save never started writing"
+                        await anyio.sleep(0.02)
+                    fs.freeze()
+                res = box["res"]
+                assert res.is_error, box["sc"]
+                msg = res.content[0].text
+                assert "not answering" in msg and str(mcp.data) in msg, msg
+                # Needs none: answers while the data dir is frozen.
+                with anyio.fail_after(HANG_GUARD_S):
+                    await client.ok("list_kernels")
+            finally:
+                fs.thaw()
+            await wait_storage(client, ok=True)
+            # Recovered without a restart: the kernel answers, a new save and a load work, and
+            # the interrupted save left no checkpoint behind.
+            with anyio.fail_after(HANG_GUARD_S * 2):
+                await client.ok("save_environment", notebook="n.ipynb", name="after", variables=["small"])
+            names = [c["name"] for c in (await client.ok("list_checkpoints", notebook="n.ipynb"))["checkpoints"]]
+            assert names == ["after"], names
+            await client.ok("execute_code", notebook="n.ipynb", code="del small")
+            await client.ok("load_environment", notebook="n.ipynb", name="after")
+            r = await client.ok("execute_code", notebook="n.ipynb", code="print(small)")
+            assert "7" in str(r["outputs"]), r
+
+        mcp.run(body)
+        assert integrity(mcp.data / "state.db") == "ok"
+
+
 def _mount_tmpfs(where: Path, size: str) -> str | None:
     """Mounts a small tmpfs at `where`; returns why not (not root, no mount) or None."""
     import os
