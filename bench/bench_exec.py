@@ -73,11 +73,11 @@ def server_env() -> dict[str, str]:
 # ------------------------------------------------------------------------- (a) via MCP
 
 
-async def bench_mcp(n: int, warmup: int, workdir: Path) -> list[float]:
+async def bench_mcp(n: int, warmup: int, workdir: Path, tag: str = "0") -> list[float]:
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    root, data = workdir / "mcp-root", workdir / "mcp-data"
+    root, data = workdir / f"mcp-root-{tag}", workdir / f"mcp-data-{tag}"
     root.mkdir()
     env = server_env()
     params = StdioServerParameters(
@@ -170,6 +170,80 @@ def bench_raw(n: int, warmup: int) -> tuple[list[float], float]:
             print(f"raw kernel shutdown failed: {exc}", file=sys.stderr)
 
 
+# ------------------------------------------------- (d) via MCP, raw JSON-RPC (no client SDK)
+
+
+def bench_jsonrpc(n: int, warmup: int, workdir: Path, tag: str) -> list[float]:
+    """`execute_code("1+1")` over stdio with hand-written JSON-RPC lines: the server's own cost,
+    without the Python SDK's parsing and outputSchema validation."""
+    root, data = workdir / f"rpc-root-{tag}", workdir / f"rpc-data-{tag}"
+    root.mkdir()
+    proc = subprocess.Popen([str(BINARY), "serve", "--root", str(root), "--data-dir", str(data),
+                             "--stop-kernels-on-exit"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=server_env(), start_new_session=True)
+    assert proc.stdin and proc.stdout
+    pending = b""
+    next_id = 0
+
+    def rpc(method: str, params: dict, notify: bool = False) -> dict:
+        nonlocal pending, next_id
+        msg: dict = {"jsonrpc": "2.0", "method": method, "params": params}
+        if not notify:
+            next_id += 1
+            msg["id"] = next_id
+        proc.stdin.write((json.dumps(msg) + "\n").encode())  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        if notify:
+            return {}
+        while True:
+            while b"\n" not in pending:
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)  # type: ignore[union-attr]
+                if not chunk:
+                    raise RuntimeError(f"server exited (rc={proc.poll()})")
+                pending += chunk
+            line, pending = pending.split(b"\n", 1)
+            if line.strip():
+                reply = json.loads(line)
+                if reply.get("id") == next_id:
+                    if "result" not in reply:
+                        raise RuntimeError(f"{method} failed: {reply}")
+                    return reply["result"]
+
+    def call(tool: str, **args) -> dict:
+        r = rpc("tools/call", {"name": tool, "arguments": args})
+        if r.get("isError"):
+            raise RuntimeError(f"{tool} failed: {r}")
+        return r.get("structuredContent") or {}
+
+    try:
+        rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "bench", "version": "0"}})
+        rpc("notifications/initialized", {}, notify=True)
+        call("create_notebook", notebook="bench.ipynb")
+        remember(call("start_kernel", notebook="bench.ipynb").get("pid"))
+        samples: list[float] = []
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            r = call("execute_code", notebook="bench.ipynb", code="1+1")
+            dt = time.perf_counter() - t0
+            if r.get("status") != "completed":
+                raise RuntimeError(f"execute_code returned {r}")
+            if i >= warmup:
+                samples.append(dt * 1000.0)
+        return samples
+    finally:
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=10)
+        except Exception:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
 # ----------------------------------------------------------------- (c) spawn to initialize
 
 
@@ -228,6 +302,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200, help="timed executions per client (default 200)")
     ap.add_argument("--warmup", type=int, default=20, help="untimed executions first (default 20)")
     ap.add_argument("--spawns", type=int, default=10, help="binary spawns for (c) (default 10)")
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds of the clients (default 4)")
     ap.add_argument("--skip-mcp", action="store_true", help="only the raw jupyter_client baseline")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -237,40 +312,51 @@ def main() -> int:
         return 2
 
     rows: list[tuple[str, str, str, str]] = []
-    figures: dict[str, object] = {"n": args.n, "warmup": args.warmup, "cpus": os.cpu_count(),
-                                  "python": platform.python_version()}
+    figures: dict[str, object] = {"n": args.n, "warmup": args.warmup, "rounds": args.rounds,
+                                  "cpus": os.cpu_count(), "python": platform.python_version(),
+                                  "loadavg": os.getloadavg()}
     failures = 0
+    raw: list[float] = []
+    mcp: list[float] = []
+    rpc: list[float] = []
+    per_round = max(1, args.n // args.rounds)
     with tempfile.TemporaryDirectory(prefix="jmcp-bench-") as tmp:
         work = Path(tmp)
-        try:
-            raw, ready = bench_raw(args.n, args.warmup)
-            figures["raw_ms"] = {"p50": statistics.median(raw), "p99": pct(raw, 99)}
-            figures["raw_kernel_ready_s"] = ready
-            rows.append(("execute 1+1, raw jupyter_client", f"{statistics.median(raw):.2f}",
-                         f"{pct(raw, 99):.2f}", str(len(raw))))
-        except Exception as exc:
-            failures += 1
-            raw = []
-            print(f"raw jupyter_client benchmark failed: {exc!r}", file=sys.stderr)
-        finally:
-            stop_kernels()
-
-        mcp: list[float] = []
-        if not args.skip_mcp:
+        # Alternating rounds, so that a change of machine load hits every client alike.
+        for rnd in range(args.rounds):
             try:
-                mcp = asyncio.run(bench_mcp(args.n, args.warmup, work))
-                figures["mcp_ms"] = {"p50": statistics.median(mcp), "p99": pct(mcp, 99)}
-                rows.insert(0, ("execute 1+1 via MCP stdio (execute_code)", f"{statistics.median(mcp):.2f}",
-                                f"{pct(mcp, 99):.2f}", str(len(mcp))))
+                r, ready = bench_raw(per_round, args.warmup)
+                raw += r
+                figures["raw_kernel_ready_s"] = ready
+            except Exception as exc:
+                failures += 1
+                print(f"raw jupyter_client benchmark failed: {exc!r}", file=sys.stderr)
+            finally:
+                stop_kernels()
+            if args.skip_mcp:
+                continue
+            try:
+                mcp += asyncio.run(bench_mcp(per_round, args.warmup, work, str(rnd)))
             except Exception as exc:
                 failures += 1
                 print(f"MCP benchmark failed: {exc!r} (server stderr: {work / 'server.stderr'})",
                       file=sys.stderr)
-                err = (work / "server.stderr")
-                if err.exists():
-                    print("\n".join(err.read_text(errors="replace").splitlines()[-20:]), file=sys.stderr)
             finally:
                 stop_kernels()
+            try:
+                rpc += bench_jsonrpc(per_round, args.warmup, work, str(rnd))
+            except Exception as exc:
+                failures += 1
+                print(f"raw JSON-RPC benchmark failed: {exc!r}", file=sys.stderr)
+            finally:
+                stop_kernels()
+        for name, key, xs in (("execute 1+1 via MCP stdio (execute_code, Python SDK)", "mcp_ms", mcp),
+                              ("execute 1+1 via MCP stdio (execute_code, raw JSON-RPC lines)", "jsonrpc_ms", rpc),
+                              ("execute 1+1, raw jupyter_client", "raw_ms", raw)):
+            if xs:
+                figures[key] = {"p50": statistics.median(xs), "p99": pct(xs, 99)}
+                rows.append((name, f"{statistics.median(xs):.2f}", f"{pct(xs, 99):.2f}", str(len(xs))))
+        if not args.skip_mcp:
             try:
                 spawns = [spawn_to_initialize(work, i) for i in range(args.spawns)]
                 figures["spawn_to_initialize_ms"] = {"median": statistics.median(spawns), "min": min(spawns),
@@ -290,7 +376,12 @@ def main() -> int:
     if mcp and raw:
         ratio = statistics.median(mcp) / statistics.median(raw)
         figures["ratio_p50_mcp_over_raw"] = ratio
-        print(f"ratio p50(MCP) / p50(raw): {ratio:.2f}")
+        print(f"ratio p50(MCP, Python SDK) / p50(raw): {ratio:.2f}")
+    if rpc and raw:
+        ratio = statistics.median(rpc) / statistics.median(raw)
+        figures["ratio_p50_jsonrpc_over_raw"] = ratio
+        print(f"ratio p50(MCP, raw JSON-RPC) / p50(raw): {ratio:.2f}")
+    print(f"load average at the start: {figures['loadavg']}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 1 if failures else 0

@@ -16,6 +16,7 @@ mod cells;
 mod error;
 mod internal;
 mod interrupts;
+mod jobs;
 mod kernel_states;
 mod kernels;
 mod limits;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use errors::StoreErrorKind;
-pub use executions::{ExecutionRecord, NewExecution, Status};
+pub use executions::{ExecutionRecord, NewExecution, StartedOn, Status};
 pub use group_commit::GroupCommitter;
 pub use sessions::{KernelSessionRecord, RemoteIds};
 

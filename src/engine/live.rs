@@ -27,7 +27,7 @@ pub struct LiveExecution {
     /// Current status; terminal once the row is final in the store.
     pub status: watch::Sender<Status>,
     /// Outputs so far (nbformat, as `finish()` would give them now) and execution_count.
-    pub partial: Mutex<(Vec<Value>, Option<i64>)>,
+    pub partial: Mutex<(Arc<Vec<Value>>, Option<i64>)>,
     /// Prompt of an unanswered `input()` call, if any.
     pub input_prompt: Mutex<Option<String>>,
     /// The stored final record, set just before the terminal status is published, so that
@@ -82,7 +82,7 @@ impl LiveRegistry {
             cell_id: cell_id.map(str::to_string),
             running_since: Mutex::new(None),
             status: tx,
-            partial: Mutex::new((Vec::new(), None)),
+            partial: Mutex::new((Arc::new(Vec::new()), None)),
             input_prompt: Mutex::new(None),
             final_record: Mutex::new(None),
         });

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::session::{self, Job, NotebookSession, RunningKernel};
 use super::{notebook_ops, Engine, EngineError, EngineResult, ExecutionView, SubmitItem};
 use crate::paths::RootedPath;
-use crate::store::{self, NewExecution, Status};
+use crate::store::{self, NewExecution, StartedOn, Status};
 
 /// How long reading an execution this process knows in memory may wait for `state.db`
 /// before it is answered from memory (SPEC §8: within 1 s while storage hangs).
@@ -83,7 +83,7 @@ impl Engine {
         requested_by: Option<String>,
     ) -> EngineResult<Vec<String>> {
         let batch_id = batch.then(|| uuid::Uuid::new_v4().to_string());
-        let rows: Vec<NewExecution> = items
+        let mut rows: Vec<NewExecution> = items
             .into_iter()
             .map(|i| NewExecution {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -94,23 +94,55 @@ impl Engine {
                 stop_on_error,
                 allow_error: i.allow_error,
                 requested_by: requested_by.clone(),
+                started: None,
             })
             .collect();
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         for r in &rows {
             self.live().insert(&r.id, &r.notebook, r.cell_id.as_deref());
         }
+        let session = self.session(path);
+        // An idle queue with a live kernel: accept and start in one commit (issue 8 item 12).
+        let fast = match rows.as_mut_slice() {
+            [row] if !batch => self.claim_idle_start(&session, row),
+            _ => None,
+        };
         if let Err(e) = self.store().accept(rows).await {
+            if fast.is_some() {
+                if let Ok(mut r) = session.running.lock() {
+                    *r = None;
+                }
+                session.jobs.done();
+            }
             for id in &ids {
                 self.live().set_status(id, Status::Failed);
             }
             return Err(e.into());
         }
-        let session = self.session(path);
+        if let Some(job) = fast {
+            self.live().set_status(&ids[0], Status::Running);
+            // Counted by the claim; the worker lives as long as the session.
+            if session.queue.send(job).is_ok() {
+                return Ok(ids);
+            }
+            session.jobs.done();
+            if let Ok(mut r) = session.running.lock() {
+                *r = None;
+            }
+            super::worker::finish_without_kernel(
+                self,
+                &ids[0],
+                Status::Cancelled,
+                "ShuttingDown",
+                "not run: the server was shutting down when it was accepted",
+            )
+            .await;
+            return Err(EngineError::ShuttingDown);
+        }
         for (i, id) in ids.iter().enumerate() {
             // The worker lives as long as the session; a send can only fail during shutdown.
             // Rows accepted but not queued are cancelled, never left `pending` to run later.
-            if session.queue.send(Job::Run(id.clone())).is_err() {
+            if session.send(Job::Run(id.clone())).is_err() {
                 for id in &ids[i..] {
                     super::worker::finish_without_kernel(
                         self,
@@ -125,6 +157,47 @@ impl Engine {
             }
         }
         Ok(ids)
+    }
+
+    /// Takes the notebook's idle queue for `row` when its kernel is live and nothing else is
+    /// queued, running, held or waiting for an interrupt: marks `row` as accepted `running`
+    /// on that kernel and publishes its [`session::RunningExecution`] (so an interrupt or a
+    /// cancel arriving before the worker sends it finds it). Returns the job to send once the
+    /// row is committed, or `None` for the ordinary path (`pending`, then marked `running`).
+    fn claim_idle_start(
+        &self,
+        session: &Arc<NotebookSession>,
+        row: &mut NewExecution,
+    ) -> Option<Job> {
+        if self.queued_held() {
+            return None;
+        }
+        let interrupt_waits = session.interrupt_next.lock().map_or(true, |n| n.is_some());
+        let kernel = session.current_kernel()?;
+        if interrupt_waits || kernel.stopping.load(Ordering::SeqCst) || !session.jobs.claim_idle() {
+            return None;
+        }
+        let published = match session.running.lock() {
+            Ok(mut r) if r.is_none() => {
+                *r = Some(Arc::new(session::RunningExecution::new(&row.id)));
+                true
+            }
+            _ => false,
+        };
+        if !published {
+            session.jobs.done();
+            return None;
+        }
+        let msg_id = uuid::Uuid::new_v4().to_string();
+        row.started = Some(StartedOn {
+            kernel_session: kernel.session_id.clone(),
+            msg_id: msg_id.clone(),
+        });
+        Some(Job::Started {
+            id: row.id.clone(),
+            kernel_session: kernel.session_id.clone(),
+            msg_id,
+        })
     }
 
     /// The execution now (outputs so far while it runs).
@@ -172,7 +245,7 @@ impl Engine {
             if let Some(live) = self.live().get(id) {
                 if let Ok(p) = live.partial.lock() {
                     if !p.0.is_empty() {
-                        view.record.outputs = p.0.clone();
+                        view.record.outputs = p.0.as_ref().clone();
                     }
                     view.record.execution_count = view.record.execution_count.or(p.1);
                 }
@@ -243,6 +316,7 @@ impl Engine {
                             }
                         }
                         r.interrupted.store(true, Ordering::SeqCst);
+                        super::testhooks::point("cancel_marked").await;
                         if let Some(k) = s.current_kernel().filter(|_| r.gate.request()) {
                             session::interrupt(&k).await?;
                         }
@@ -277,6 +351,7 @@ impl Engine {
         wanted: &(dyn Fn() -> bool + Sync),
     ) -> EngineResult<Option<(Arc<RunningKernel>, Option<String>)>> {
         let _lifecycle = session.lifecycle.lock().await;
+        super::testhooks::point("kernel_lifecycle_taken").await;
         if let Some(k) = session.current_kernel() {
             return Ok(Some((k, None)));
         }

@@ -125,7 +125,7 @@ impl Engine {
                 Ok(path) => {
                     self.live()
                         .insert(&rec.id, &rec.notebook, rec.cell_id.as_deref());
-                    let _ = self.session(&path).queue.send(Job::Run(rec.id.clone()));
+                    let _ = self.session(&path).send(Job::Run(rec.id.clone()));
                     report.resumed += 1;
                 }
                 Err(e) => {
@@ -204,7 +204,7 @@ impl Engine {
                 self.live()
                     .insert(&rec.id, &rec.notebook, rec.cell_id.as_deref());
                 self.live().set_status(&rec.id, Status::Running);
-                let _ = session.queue.send(Job::Adopt(rec.id.clone()));
+                let _ = session.send(Job::Adopt(rec.id.clone()));
                 report.adopted += 1;
             }
             _ => {

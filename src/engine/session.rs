@@ -106,6 +106,17 @@ impl RunningExecution {
 pub enum Job {
     /// Run a pending execution.
     Run(String),
+    /// Run an execution accepted directly as `running` while the queue was idle (one fsync'd
+    /// commit; see `jobs.rs`): its row already names `kernel_session` and `msg_id`, and its
+    /// [`RunningExecution`] is already published in [`NotebookSession::running`].
+    Started {
+        /// Execution id.
+        id: String,
+        /// `kernel_sessions` row id of the kernel it was accepted on.
+        kernel_session: String,
+        /// `msg_id` its execute_request will carry.
+        msg_id: String,
+    },
     /// Follow an execution that was `running` when the previous server process died, on a
     /// kernel that survived: find out how it ended and record that.
     Adopt(String),
@@ -115,8 +126,10 @@ pub enum Job {
 pub struct NotebookSession {
     /// The notebook.
     pub path: RootedPath,
-    /// Jobs to run, in order.
+    /// Jobs to run, in order. Send through [`NotebookSession::send`], which counts them.
     pub queue: mpsc::UnboundedSender<Job>,
+    /// Jobs sent to the worker and not finished (see `jobs.rs`).
+    pub jobs: super::jobs::JobCount,
     /// The current kernel, if any.
     pub kernel: Mutex<Option<Arc<RunningKernel>>>,
     /// The execution in the kernel now.
@@ -144,6 +157,7 @@ impl NotebookSession {
         let s = Arc::new(NotebookSession {
             path,
             queue: tx,
+            jobs: Default::default(),
             kernel: Mutex::new(None),
             running: Mutex::new(None),
             current_job: Mutex::new(None),
@@ -166,6 +180,16 @@ impl NotebookSession {
     /// The running execution, if any.
     pub fn running(&self) -> Option<Arc<RunningExecution>> {
         self.running.lock().ok()?.clone()
+    }
+
+    /// Queues `job` for the worker, counted in [`NotebookSession::jobs`]. Fails only when
+    /// the worker is gone (the server is shutting down); the job is then uncounted.
+    pub fn send(&self, job: Job) -> Result<(), Job> {
+        self.jobs.add(1);
+        self.queue.send(job).map_err(|e| {
+            self.jobs.done();
+            e.0
+        })
     }
 }
 

@@ -9,7 +9,10 @@
 //!
 //! Points: `worker_before_kernel` (a worker is about to make sure a kernel runs for its next
 //! execution), `shutdown_stopped` (`shutdown_kernel` stopped the kernel and still holds the
-//! lifecycle lock), `worker_job` (a worker took a job; for panics).
+//! lifecycle lock), `restart_stopped` (`restart_kernel` stopped the old kernel and still holds
+//! the lifecycle lock), `kernel_lifecycle_taken` (a caller that makes sure a kernel runs has
+//! just taken the notebook's lifecycle lock), `cancel_marked` (`cancel_execution` marked a running
+//! execution interrupted, before it signals the kernel), `worker_job` (a worker took a job; for panics).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

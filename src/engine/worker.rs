@@ -56,8 +56,10 @@ pub async fn serve(
         let Some(job) = job else { break };
         // Terminal states the store refused earlier are recorded first, in order.
         unrecorded::flush(engine).await;
+        // Uncounted when this job ends, also by a panic (see `jobs.rs`).
+        let _in_hand = session.jobs.in_hand();
         let id = match &job {
-            Job::Run(id) | Job::Adopt(id) => id.clone(),
+            Job::Run(id) | Job::Adopt(id) | Job::Started { id, .. } => id.clone(),
         };
         if let Ok(mut c) = session.current_job.lock() {
             *c = Some(id.clone());
@@ -66,7 +68,16 @@ pub async fn serve(
         let result = match job {
             Job::Run(id) => {
                 let more_queued = !rx.is_empty();
-                run_one(engine, session, &id, &mut pending, more_queued).await
+                run_one(engine, session, &id, None, &mut pending, more_queued).await
+            }
+            Job::Started {
+                id,
+                kernel_session,
+                msg_id,
+            } => {
+                let more_queued = !rx.is_empty();
+                let started = Some((kernel_session, msg_id));
+                run_one(engine, session, &id, started, &mut pending, more_queued).await
             }
             Job::Adopt(id) => super::recover::adopt(engine, session, &id).await,
         };
@@ -89,25 +100,86 @@ async fn run_one(
     engine: &Engine,
     session: &Arc<NotebookSession>,
     id: &str,
+    started: Option<(String, String)>,
     pending: &mut Pending,
     more_queued: bool,
 ) -> Result<(), EngineError> {
+    // An execution accepted as `running` (idle queue) has its handle published already.
+    let published = started
+        .as_ref()
+        .and_then(|_| session.running().filter(|r| r.id == id));
+    let unpublish = || {
+        if let Ok(mut r) = session.running.lock() {
+            if r.as_ref().is_some_and(|r| r.id == id) {
+                *r = None;
+            }
+        }
+    };
     if engine.live().get(id).is_none() {
+        unpublish();
         return Ok(()); // finished (cancelled) while queued
     }
     if engine.queued_held() {
-        // Graceful shutdown: the row stays `pending`; the next start runs it.
+        // Graceful shutdown: the row stays (or goes back to) `pending`; the next start runs it.
+        if started.is_some() {
+            unpublish();
+            let owned = id.to_string();
+            match engine
+                .store()
+                .call(move |c| store::executions::unstart(c, &owned))
+                .await
+            {
+                Ok(_) => engine.live().set_status(id, Status::Pending),
+                Err(e) => tracing::warn!(execution = %id, "could not put back as pending: {e}"),
+            }
+        }
         tracing::debug!(execution = %id, "left pending for the next start (shutting down)");
         return Ok(());
     }
     super::testhooks::point("worker_before_kernel").await;
+    // Published before the row is marked, so that an interrupt arriving now finds it (and
+    // waits in its gate until the kernel starts the request).
+    let running = match published {
+        Some(r) => r,
+        None => {
+            let r = Arc::new(RunningExecution::new(id));
+            if started.is_some() {
+                if let Ok(mut slot) = session.running.lock() {
+                    *slot = Some(r.clone());
+                }
+            }
+            r
+        }
+    };
+    // An execution accepted as started and then interrupted (or its kernel shut down or
+    // restarted) before it was sent is not run, and gets no kernel of its own.
+    let stopped_before_send = || started.is_some() && running.interrupted.load(Ordering::SeqCst);
     // Checked again under the lifecycle lock: a shutdown that cancelled this execution while
     // the worker waited for the lock must not get a fresh kernel started.
-    let wanted = || engine.live().get(id).is_some();
-    let (kernel, mut note) = match engine.ensure_kernel_for(session, None, &wanted).await {
+    let wanted = || engine.live().get(id).is_some() && !stopped_before_send();
+    let kernel = engine.ensure_kernel_for(session, None, &wanted).await;
+    if stopped_before_send() {
+        unpublish();
+        let why = running
+            .interrupt_reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| {
+                "stopped (interrupted, or its kernel restarted or shut down)".into()
+            });
+        let msg = format!("{why} before it reached the kernel; it was not run");
+        finish_without_kernel(engine, id, Status::Interrupted, "NotRun", &msg).await;
+        return Ok(());
+    }
+    let (kernel, mut note) = match kernel {
         Ok(Some(k)) => k,
-        Ok(None) => return Ok(()), // cancelled while waiting for the kernel
+        Ok(None) => {
+            unpublish();
+            return Ok(()); // cancelled while waiting for the kernel
+        }
         Err(e) => {
+            unpublish();
             let msg = e.to_string();
             if let Some(rec) =
                 finish_without_kernel(engine, id, Status::Failed, "KernelStartError", &msg).await
@@ -120,27 +192,44 @@ async fn run_one(
         }
     };
     let t0 = Instant::now();
-    let msg_id = uuid::Uuid::new_v4().to_string();
-    // Published before the row is marked, so that an interrupt arriving now finds it (and
-    // waits in its gate until the kernel starts the request).
-    let running = Arc::new(RunningExecution::new(id));
-    if let Ok(mut r) = session.running.lock() {
-        *r = Some(running.clone());
+    if started.is_none() {
+        if let Ok(mut r) = session.running.lock() {
+            *r = Some(running.clone());
+        }
     }
     if super::interrupts::take_interrupt_for(session, id) {
         running.interrupted.store(true, Ordering::SeqCst);
         running.gate.request();
     }
-    let unpublish = || {
-        if let Ok(mut r) = session.running.lock() {
-            *r = None;
+    let (owned, sid) = (id.to_string(), kernel.session_id.clone());
+    let (msg_id, marked) = match started {
+        // Accepted as started on this kernel: nothing to commit, only the record to read.
+        Some((ks, mid)) if ks == kernel.session_id => (
+            mid,
+            engine
+                .store()
+                .call(move |c| store::executions::get(c, &owned))
+                .await
+                .map(|r| r.filter(|r| r.status == Status::Running)),
+        ),
+        // Accepted on a kernel that is gone: it is sent to this one.
+        Some((_, mid)) => (
+            mid,
+            engine
+                .store()
+                .call(move |c| store::executions::move_started(c, &owned, &sid))
+                .await,
+        ),
+        None => {
+            let mid = uuid::Uuid::new_v4().to_string();
+            let m = mid.clone();
+            let marked = engine
+                .store()
+                .call(move |c| store::executions::mark_running(c, &owned, &sid, &m))
+                .await;
+            (mid, marked)
         }
     };
-    let (owned, sid, mid) = (id.to_string(), kernel.session_id.clone(), msg_id.clone());
-    let marked = engine
-        .store()
-        .call(move |c| store::executions::mark_running(c, &owned, &sid, &mid))
-        .await;
     let rec = match marked {
         Ok(Some(rec)) => rec,
         Ok(None) => {
@@ -149,8 +238,8 @@ async fn run_one(
         }
         Err(e) => {
             unpublish();
-            // Nothing was sent: the row stays `pending` in the store (it would run once after
-            // a restart) and the execution ends here, saying why.
+            // Nothing was sent: the row stays as it was in the store (a `pending` one would
+            // run once after a restart) and the execution ends here, saying why.
             let msg = format!(
                 "not run: the state database could not record its start ({e}); submit it again once the database is writable"
             );
@@ -598,29 +687,33 @@ async fn publish_progress(
     acc: &OutputAccumulator,
     persisted: &mut Persisted,
 ) {
-    let outputs = acc.snapshot();
+    // Shared by the waiters' view and the persisting thread: one copy per publish, and the
+    // JSON encoding happens on the blocking pool, not on the async runtime.
+    let outputs = Arc::new(acc.snapshot());
     let count = acc.execution_count();
     let wait = Duration::from_secs_f64(persisted.bytes as f64 / PERSIST_BYTES_PER_SEC);
-    let persist = persisted.at.elapsed() >= wait;
-    if persist {
-        let json = match serde_json::to_string(&outputs) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::warn!(execution = %id, "could not encode progress: {e}");
-                return;
-            }
-        };
-        *persisted = Persisted {
-            at: Instant::now(),
-            bytes: json.len(),
-        };
-        let owned = id.to_string();
-        if let Err(e) = engine
+    if persisted.at.elapsed() >= wait {
+        let (owned, shared) = (id.to_string(), outputs.clone());
+        match engine
             .store()
-            .call(move |c| store::executions::record_progress_json(c, &owned, &json, count))
+            .call(move |c| {
+                let json = serde_json::to_string(shared.as_ref())?;
+                store::executions::record_progress_json(c, &owned, &json, count)?;
+                Ok(json.len())
+            })
             .await
         {
-            tracing::warn!(execution = %id, "could not record progress: {e}");
+            Ok(bytes) => {
+                *persisted = Persisted {
+                    at: Instant::now(),
+                    bytes,
+                }
+            }
+            Err(e) => {
+                // Retried after the usual wait, not at once.
+                persisted.at = Instant::now();
+                tracing::warn!(execution = %id, "could not record progress: {e}");
+            }
         }
     }
     if let Some(l) = live {

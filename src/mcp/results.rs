@@ -353,6 +353,36 @@ pub fn execution(
     }
 }
 
+/// [`execution`] on the blocking thread pool: rendering writes assets (files and the
+/// SQLite index), which must not hold one of the async runtime's threads (issue 8 item 11).
+pub async fn execution_off_runtime(
+    view: ExecutionView,
+    budget: Budget,
+    output_offset: Option<usize>,
+) -> RenderedExecution {
+    off_runtime(move || execution(&view, budget, output_offset)).await
+}
+
+/// [`cells`] on the blocking thread pool (see [`execution_off_runtime`]).
+pub async fn cells_off_runtime(
+    notebook: String,
+    views: Vec<CellView>,
+    mode: String,
+    budget: Budget,
+) -> (Vec<CellEntry>, String, Vec<Content>, Option<usize>) {
+    off_runtime(move || cells(&notebook, &views, &mode, budget)).await
+}
+
+/// Runs `f` on the blocking pool; a panic in `f` goes on unwinding in the caller.
+async fn off_runtime<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        // Only a panic gets here (a blocking task is never cancelled before it starts
+        // unless the runtime is shutting down, and then `into_panic` panics too).
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 fn execution_within(
     view: &ExecutionView,
     budget: Budget,

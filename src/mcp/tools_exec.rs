@@ -78,13 +78,18 @@ pub struct InputSent {
 }
 
 impl JupyterMcp {
-    fn execution_result(&self, view: &ExecutionView) -> CallToolResult {
-        self.execution_page(view, None)
+    async fn execution_result(&self, view: ExecutionView) -> CallToolResult {
+        self.execution_page(view, None).await
     }
 
-    /// Renders an execution within the result budget, from `output_offset` when given.
-    fn execution_page(&self, view: &ExecutionView, output_offset: Option<usize>) -> CallToolResult {
-        let r = results::execution(view, self.budget(), output_offset);
+    /// Renders an execution within the result budget, from `output_offset` when given (on
+    /// the blocking pool: rendering may write assets).
+    async fn execution_page(
+        &self,
+        view: ExecutionView,
+        output_offset: Option<usize>,
+    ) -> CallToolResult {
+        let r = results::execution_off_runtime(view, self.budget(), output_offset).await;
         ok(&r.result, r.text, r.images)
     }
 
@@ -288,7 +293,7 @@ impl JupyterMcp {
         progress: &Progress,
     ) -> CallToolResult {
         match self.wait_reporting(id, deadline, progress, 0, None).await {
-            Ok(view) => self.execution_result(&view),
+            Ok(view) => self.execution_result(view).await,
             Err(e) => tool_error(e),
         }
     }
@@ -322,7 +327,8 @@ impl JupyterMcp {
                 .await
             {
                 Ok(view) => {
-                    let r = results::execution(&view, budget.with_total(left), None);
+                    let r =
+                        results::execution_off_runtime(view, budget.with_total(left), None).await;
                     let cost = super::budget::measure(&r.result, &r.text, &r.images);
                     if done > 0 && cost > left {
                         unlisted.push(id);
@@ -458,7 +464,7 @@ impl JupyterMcp {
                 .wait(&a.execution_id, wait_duration(a.wait_s, 0.0))
                 .await
             {
-                Ok(view) => self.execution_page(&view, a.output_offset),
+                Ok(view) => self.execution_page(view, a.output_offset).await,
                 Err(e) => tool_error(e),
             },
         )
@@ -471,7 +477,7 @@ impl JupyterMcp {
         Parameters(a): Parameters<ExecutionIdArg>,
     ) -> Result<CallToolResult, McpError> {
         Ok(match self.engine.cancel(&a.execution_id).await {
-            Ok(view) => self.execution_result(&view),
+            Ok(view) => self.execution_result(view).await,
             Err(e) => tool_error(e),
         })
     }

@@ -171,7 +171,8 @@ impl JupyterMcp {
                             .unwrap_or("not set")
                     );
                     let (entries, t, images, next_start) =
-                        results::cells(&path.rel, &cells, &mode, self.budget());
+                        results::cells_off_runtime(path.rel.clone(), cells, mode, self.budget())
+                            .await;
                     text.push_str(&t);
                     if let Some(n) = next_start {
                         text.push_str(&format!(

@@ -75,6 +75,18 @@ pub struct NewExecution {
     pub allow_error: bool,
     /// Who asked (MCP session and client name), for the web view's timeline.
     pub requested_by: Option<String>,
+    /// Accepted directly as `running` on a live kernel (the notebook's queue was idle): one
+    /// commit records both the acceptance and the start (issue 8 item 12).
+    pub started: Option<StartedOn>,
+}
+
+/// Where and as what an execution accepted as `running` will be sent.
+#[derive(Debug, Clone)]
+pub struct StartedOn {
+    /// `kernel_sessions` row id of the kernel.
+    pub kernel_session: String,
+    /// `msg_id` of its execute_request.
+    pub msg_id: String,
 }
 
 /// A stored execution.
@@ -178,16 +190,18 @@ pub fn insert_pending(conn: &mut Connection, items: &[NewExecution]) -> Result<(
     Ok(())
 }
 
-/// Inserts `pending` rows inside the caller's transaction.
+/// Inserts rows inside the caller's transaction: `pending`, or `running` (with kernel
+/// session, msg_id and `started_at`) for those with [`NewExecution::started`].
 pub fn insert_rows(conn: &Connection, items: &[NewExecution]) -> Result<(), StoreError> {
     {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO executions (id, notebook, cell_id, code, batch_id, stop_on_error,
-                allow_error, status, created_at, requested_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
+                allow_error, status, created_at, requested_by, kernel_session, msg_id, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         let now = super::now();
         for e in items {
+            let started = e.started.as_ref();
             stmt.execute(params![
                 e.id,
                 e.notebook,
@@ -196,12 +210,50 @@ pub fn insert_rows(conn: &Connection, items: &[NewExecution]) -> Result<(), Stor
                 e.batch_id,
                 e.stop_on_error,
                 e.allow_error,
+                if started.is_some() {
+                    "running"
+                } else {
+                    "pending"
+                },
                 now,
-                e.requested_by
+                e.requested_by,
+                started.map(|s| &s.kernel_session),
+                started.map(|s| &s.msg_id),
+                started.map(|_| &now),
             ])?;
         }
     }
     Ok(())
+}
+
+/// An execution accepted as `running` goes back to `pending` before anything was sent (the
+/// server is shutting down and holds its queue): the next start runs it. Returns false if
+/// it is no longer `running`.
+pub fn unstart(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE executions SET status = 'pending', kernel_session = NULL, msg_id = NULL,
+            started_at = NULL WHERE id = ?1 AND status = 'running'",
+        params![id],
+    )?;
+    Ok(n == 1)
+}
+
+/// An execution accepted as `running` on one kernel is sent to another (the first died or
+/// was replaced before it was sent). Returns the record, or `None` if it is no longer
+/// `running`.
+pub fn move_started(
+    conn: &Connection,
+    id: &str,
+    kernel_session: &str,
+) -> Result<Option<ExecutionRecord>, StoreError> {
+    let sql = format!(
+        "UPDATE executions SET kernel_session = ?2 WHERE id = ?1 AND status = 'running'
+         RETURNING {COLUMNS}"
+    );
+    conn.query_row(&sql, params![id, kernel_session], from_row)
+        .optional()?
+        .map(decode)
+        .transpose()
 }
 
 /// Reads one execution.
@@ -397,6 +449,7 @@ mod tests {
 
     fn new(id: &str, batch: Option<&str>) -> NewExecution {
         NewExecution {
+            started: None,
             id: id.into(),
             notebook: "a.ipynb".into(),
             cell_id: Some("c1".into()),
@@ -438,6 +491,38 @@ mod tests {
         rec.status = Status::Failed;
         assert!(!finish(&c, &rec).unwrap(), "first terminal state wins");
         assert_eq!(get(&c, "e1").unwrap().unwrap().status, Status::Completed);
+    }
+
+    #[test]
+    fn accepted_as_started_is_running_on_its_kernel_and_can_go_back_or_move() {
+        let (_d, mut c) = db();
+        let mut row = new("e1", None);
+        row.started = Some(StartedOn {
+            kernel_session: "k1".into(),
+            msg_id: "m1".into(),
+        });
+        insert_pending(&mut c, &[row, new("e2", None)]).unwrap();
+        let rec = get(&c, "e1").unwrap().unwrap();
+        assert_eq!(rec.status, Status::Running);
+        assert_eq!(rec.kernel_session.as_deref(), Some("k1"));
+        assert_eq!(rec.msg_id.as_deref(), Some("m1"));
+        assert_eq!(rec.started_at.as_deref(), Some(rec.created_at.as_str()));
+        assert_eq!(get(&c, "e2").unwrap().unwrap().status, Status::Pending);
+        let moved = move_started(&c, "e1", "k2")
+            .unwrap()
+            .expect("still running");
+        assert_eq!(moved.kernel_session.as_deref(), Some("k2"));
+        assert_eq!(moved.msg_id.as_deref(), Some("m1"));
+        assert!(
+            move_started(&c, "e2", "k2").unwrap().is_none(),
+            "only running rows"
+        );
+        assert!(unstart(&c, "e1").unwrap());
+        let back = get(&c, "e1").unwrap().unwrap();
+        assert_eq!(back.status, Status::Pending);
+        assert!(back.kernel_session.is_none() && back.msg_id.is_none());
+        assert!(back.started_at.is_none());
+        assert!(!unstart(&c, "e2").unwrap(), "only running rows");
     }
 
     #[test]

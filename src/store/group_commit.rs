@@ -94,6 +94,7 @@ mod tests {
 
     fn row(i: usize) -> NewExecution {
         NewExecution {
+            started: None,
             id: format!("e{i}"),
             notebook: "n.ipynb".into(),
             cell_id: None,

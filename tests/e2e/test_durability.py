@@ -197,8 +197,9 @@ def test_input_prompt_is_shown_and_answered(dirs):
     async def body():
         async with server(base, root, data) as s:
             await ok(s, "create_notebook", notebook="i.ipynb")
+            await ok(s, "start_kernel", notebook="i.ipynb")  # a slow kernel start is not the point
             sc = await ok(s, "execute_code", notebook="i.ipynb",
-                          code="name = input('who are you? ')\nprint('hello', name)", timeout_s=2)
+                          code="name = input('who are you? ')\nprint('hello', name)", timeout_s=5)
             assert sc["status"] == "running", sc
             assert sc.get("input_prompt") == "who are you? ", sc
             await ok(s, "send_input", notebook="i.ipynb", text="ada")

@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -49,6 +50,31 @@ def fifo(path: Path) -> Path:
 async def read_fifo(path: Path) -> str:
     """Blocks (in a thread) until the other side opens `path` for writing and closes it."""
     return await asyncio.to_thread(lambda: path.read_text())
+
+
+async def reached_within(path: Path, seconds: float) -> bool:
+    """True when the server reaches the hook whose `.reached` FIFO is `path` within `seconds`.
+
+    Opens the FIFO non-blocking so the test is never stuck; used to show that a point can NOT
+    be reached while another task holds a lock (the fixed code), where the unfixed code gets
+    there within milliseconds. A point reached late stays reachable with `read_fifo` after.
+    """
+    def poll() -> bool:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                try:
+                    if os.read(fd, 64):
+                        return True
+                except BlockingIOError:
+                    pass
+                time.sleep(0.02)
+            return False
+        finally:
+            os.close(fd)
+
+    return await asyncio.to_thread(poll)
 
 
 async def release_fifo(path: Path) -> None:
@@ -193,14 +219,21 @@ def test_shutdown_kernel_racing_the_worker_starts_no_fresh_kernel(dirs):
             shut_reached = fifo(hooks / "shutdown_stopped.reached")
             shut_resume = fifo(hooks / "shutdown_stopped.resume")
             worker_reached = fifo(hooks / "worker_before_kernel.reached")
+            lock_taken = fifo(hooks / "kernel_lifecycle_taken.reached")
             shutdown = asyncio.create_task(ok(s, "shutdown_kernel", notebook="s.ipynb"))
             await read_fifo(shut_reached)      # shutdown stopped the kernel and is paused
             await read_fifo(worker_reached)    # the worker took B and wants a kernel
+            # Shutdown has not cancelled B yet: the worker must not get the lifecycle lock
+            # (to start a kernel for B) before it has. Unfixed, it gets it at once.
+            assert not await reached_within(lock_taken, 3.0), \
+                "the worker took the lifecycle lock while shutdown_kernel was between stop and cancel"
             for f in (shut_reached, worker_reached):
                 f.unlink()
             await release_fifo(shut_resume)
             shut_resume.unlink()
             await shutdown
+            await read_fifo(lock_taken)        # now it gets the lock, and finds B cancelled
+            lock_taken.unlink()
             done_a = await ok(s, "get_execution", execution_id=a["execution_id"], wait_s=30)
             done_b = await ok(s, "get_execution", execution_id=b["execution_id"], wait_s=30)
             assert done_a["status"] == "interrupted", done_a
@@ -232,14 +265,21 @@ def test_restart_kernel_racing_the_worker_runs_the_queue_on_the_restarted_kernel
             reached = fifo(hooks / "restart_stopped.reached")
             resume = fifo(hooks / "restart_stopped.resume")
             worker_reached = fifo(hooks / "worker_before_kernel.reached")
+            lock_taken = fifo(hooks / "kernel_lifecycle_taken.reached")
             restart = asyncio.create_task(ok(s, "restart_kernel", notebook="r.ipynb"))
             await read_fifo(reached)
             await read_fifo(worker_reached)
+            # Between the old kernel's stop and the new one's start the worker must not get
+            # the lifecycle lock (it would start a kernel of its own). Unfixed, it gets it at once.
+            assert not await reached_within(lock_taken, 3.0), \
+                "the worker took the lifecycle lock while restart_kernel was between stop and start"
             for f in (reached, worker_reached):
                 f.unlink()
             await release_fifo(resume)
             resume.unlink()
             view = await restart
+            await read_fifo(lock_taken)        # now it gets the lock, and finds the new kernel
+            lock_taken.unlink()
             done_a = await ok(s, "get_execution", execution_id=a["execution_id"], wait_s=30)
             done_b = await ok(s, "get_execution", execution_id=b["execution_id"], wait_s=60)
             assert done_a["status"] == "interrupted", done_a
