@@ -174,7 +174,7 @@ pub(super) fn from_memory(
     rec.cell_id = live.cell_id.clone();
     rec.status = *live.status.borrow();
     if let Ok(p) = live.partial.lock() {
-        rec.outputs = p.0.clone();
+        rec.outputs = p.0.as_ref().clone();
         rec.execution_count = p.1;
     }
     rec.note = Some(format!(
