@@ -11,6 +11,9 @@
 #                                    (e.g. `--sizes-mb 64,1024`)
 #   scripts/bench.sh storage         bench/bench_storage.py: frozen FUSE mount: freeze to first
 #                                    fast failure, thaw to first success, healthy-notebook latency
+#   scripts/bench.sh daemon          bench/bench_daemon.py: the daemon figures of issue 10 (20
+#                                    HTTP sessions vs 20 raw clients, a flooding neighbour,
+#                                    /events fan-out with stalled clients, RSS, warm pool)
 #   scripts/bench.sh gateway         bench/bench_gateway.py: 1+1 through jupyter-mcp on a Kernel
 #                                    Gateway vs a raw WebSocket client; reconnect after a drop
 set -euo pipefail

@@ -216,6 +216,11 @@ pub struct ConnectArgs {
     /// The bearer token (default: JUPYTER_MCP_TOKEN, else the content of DATA_DIR/token).
     #[arg(long, env = "JUPYTER_MCP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// With --spawn: one more `serve` option for the daemon it starts, e.g.
+    /// `--serve-arg=--kernel-pool=1` (repeatable). The options every command takes (--root,
+    /// --max-text-bytes, ...) are passed on already.
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
     #[command(flatten)]
     pub shared: Shared,
 }

@@ -10,6 +10,13 @@
 //! client's `initialize` and retries once. When stdin ends, answers on their way get two
 //! seconds, then the session is DELETEd.
 //!
+//! With `--spawn`, a daemon that dies while the bridge runs (killed, crashed) is started
+//! again on the next message that finds nobody listening (connection refused), by the same
+//! rules as at start (one daemon per data dir, however many bridges race), and the message
+//! is sent to it on a renewed session: the client sees nothing. A call that was in flight
+//! when the daemon died is answered with a JSON-RPC error (-32000) saying so; it is not sent
+//! again (an execution the daemon had accepted is in its durable queue).
+//!
 //! URL: the argument, else `DATA_DIR/daemon.json` (if its PID is alive), else
 //! `http://127.0.0.1:3000/mcp`. Token: `--token` / `JUPYTER_MCP_TOKEN`, else `DATA_DIR/token`.
 
@@ -50,6 +57,13 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
             None => DEFAULT_URL.to_string(),
         },
     };
+    let spawn_url = url.clone();
+    let token_given = args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     if !spawn::live(&client, &url).await {
         if !args.spawn {
             anyhow::bail!(
@@ -57,7 +71,15 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
                  --transport http`, or run connect with --spawn to start it on demand"
             );
         }
-        url = spawn::start_and_wait(&client, &url, &args.shared, &data_dir).await?;
+        url = spawn::start_and_wait(
+            &client,
+            &url,
+            &args.shared,
+            &args.serve_args,
+            token_given.as_deref(),
+            &data_dir,
+        )
+        .await?;
     }
     let token = match args
         .token
@@ -85,9 +107,18 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
             }
         }
     });
+    let respawn = args.spawn.then(|| Respawn {
+        url: spawn_url,
+        shared: args.shared.clone(),
+        serve_args: args.serve_args.clone(),
+        token: token_given,
+        data_dir: data_dir.clone(),
+        lock: tokio::sync::Mutex::new(()),
+    });
     let bridge = Arc::new(Bridge {
         client,
-        url,
+        url: Mutex::new(url),
+        respawn,
         token,
         session: Mutex::new(None),
         version: Mutex::new(None),
@@ -143,13 +174,37 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<i32> {
 /// One client's connection to the daemon.
 struct Bridge {
     client: HttpClient,
-    url: String,
+    /// The daemon's MCP URL (changes when a respawned daemon picked another port).
+    url: Mutex<String>,
+    /// Set with `--spawn`: how to start the daemon again when it dies.
+    respawn: Option<Respawn>,
     token: String,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
     /// The client's `initialize`, replayed when the daemon forgot the session.
     initialize: Mutex<Option<String>>,
     out: mpsc::UnboundedSender<String>,
+}
+
+/// What `--spawn` needs to start the daemon again.
+struct Respawn {
+    /// The URL to bind (as given, or the default: port 0 stays port 0).
+    url: String,
+    shared: crate::cli::Shared,
+    serve_args: Vec<String>,
+    /// The token given to the bridge (flag or environment), for the daemon.
+    token: Option<String>,
+    data_dir: std::path::PathBuf,
+    /// One respawn at a time per bridge (calls in flight all find the daemon gone).
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Whether `e` is a failure to connect (nothing listening): the request never left.
+fn refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|h| h.is_connect())
+    })
 }
 
 /// What became of one POST.
@@ -168,7 +223,7 @@ impl Bridge {
     ) -> anyhow::Result<Request<Full<Bytes>>> {
         let mut req = Request::builder()
             .method(method)
-            .uri(&self.url)
+            .uri(self.url())
             .header(ACCEPT, "application/json, text/event-stream")
             .header(AUTHORIZATION, format!("Bearer {}", self.token));
         if body.is_some() {
@@ -183,12 +238,63 @@ impl Bridge {
         Ok(req.body(Full::new(Bytes::from(body.unwrap_or_default())))?)
     }
 
+    /// The daemon's MCP URL now.
+    fn url(&self) -> String {
+        self.url.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// POSTs one message; with `--spawn`, when nothing listens any more, starts the daemon
+    /// again and sends it there (the session is renewed by the caller on the 404).
+    async fn post_or_respawn(&self, line: String, msg: &Value) -> anyhow::Result<Posted> {
+        match self.post(line.clone(), msg, true).await {
+            Err(e) if self.respawn.is_some() && refused(&e) => {
+                self.respawn_daemon().await?;
+                self.post(line, msg, true).await
+            }
+            other => other,
+        }
+    }
+
+    /// Makes sure a daemon answers: another bridge (or call) may have started one already;
+    /// else starts one as `connect --spawn` does at start.
+    async fn respawn_daemon(&self) -> anyhow::Result<()> {
+        let Some(r) = &self.respawn else {
+            return Ok(());
+        };
+        let _one = r.lock.lock().await;
+        let current = self.url();
+        if spawn::live(&self.client, &current).await {
+            return Ok(());
+        }
+        let url = match daemon_file::read_live(&r.data_dir) {
+            Some(info) if spawn::live(&self.client, &info.url).await => info.url,
+            _ => {
+                tracing::warn!(
+                    "the jupyter-mcp daemon at {current} stopped answering; starting a new one"
+                );
+                spawn::start_and_wait(
+                    &self.client,
+                    &r.url,
+                    &r.shared,
+                    &r.serve_args,
+                    r.token.as_deref(),
+                    &r.data_dir,
+                )
+                .await?
+            }
+        };
+        if let Ok(mut u) = self.url.lock() {
+            *u = url;
+        }
+        Ok(())
+    }
+
     /// Forwards one message; answers a request with a JSON-RPC error when the daemon cannot.
     async fn forward(&self, line: String, msg: Value) {
         let id = msg.get("id").cloned();
         let is_request = id.is_some() && msg.get("method").is_some();
         let had_session = self.session.lock().map(|s| s.is_some()).unwrap_or(false);
-        let first = self.post(line.clone(), &msg, true).await;
+        let first = self.post_or_respawn(line.clone(), &msg).await;
         let result = match first {
             Ok(Posted::UnknownSession) if had_session => match self.reinitialize().await {
                 Ok(()) => self.post(line, &msg, true).await,
@@ -201,9 +307,15 @@ impl Bridge {
             Ok(Posted::UnknownSession) => Some(
                 "the daemon does not know this MCP session and it could not be renewed".to_string(),
             ),
+            Err(e) if self.respawn.is_some() && !refused(&e) => Some(format!(
+                "the jupyter-mcp daemon at {} stopped answering during this call ({e:#}); a new \
+                 daemon is started for the next call. An execution it had accepted is kept: \
+                 find it with list_executions or get_execution",
+                self.url()
+            )),
             Err(e) => Some(format!(
                 "the jupyter-mcp daemon at {} did not answer: {e:#}",
-                self.url
+                self.url()
             )),
         };
         if let (Some(why), true, Some(id)) = (failure, is_request, id) {

@@ -12,6 +12,22 @@
 //!   `busy`, `restarting`, `shutdown`, `dead`;
 //! - `{"type":"lagged","dropped":N}` to a subscriber that fell behind and lost N events.
 //!
+//! SPEC §7 says nothing of cleared and updated outputs; these extensions carry them (SPEC §4:
+//! `clear_output(wait=True)` and `update_display_data` are honoured):
+//! - an `output` event whose output was displayed with a display id (`display(x,
+//!   display_id=True)`) has a top-level `"display_id"`;
+//! - `{"type":"clear_output","execution_id","notebook","wait"}`: the execution's outputs so
+//!   far are cleared; with `wait: true`, only when its next output arrives (Jupyter's
+//!   `clear_output(wait=True)`);
+//! - `{"type":"update_display","execution_id","notebook","display_id","output"}`: every
+//!   output of the notebook shown with `display_id` (in this execution's cell or another)
+//!   now shows `output` (a `display_data`). An `output` event with a `display_id` also
+//!   updates the earlier outputs with that id, then is appended.
+//!
+//! A UI applying these in order, merging consecutive `stream` outputs of the same name and
+//! applying `\r`/`\b` as nbformat savers do, ends with the outputs the notebook saves for
+//! the cell (as agents get them: bounded text).
+//!
 //! Fan-out is a `tokio::sync::broadcast` ring of [`CAPACITY`] events per hub (one hub per
 //! engine). Publishing never waits: `send` writes one slot under a short lock that readers
 //! never hold while they are stalled, overwriting the oldest event; a subscriber more than
@@ -88,6 +104,14 @@ impl Event {
     /// One nbformat output (as built from an IOPub message), bounded to `max_text_bytes` of
     /// text exactly as agents get it (`jmcp_outputs::render`).
     pub fn output(id: &str, notebook: &str, output: Value, max_text_bytes: usize) -> Event {
+        Event::new(
+            notebook,
+            Event::output_value(id, notebook, output, max_text_bytes),
+        )
+    }
+
+    /// The JSON of an `output` event (see [`Event::output`]).
+    fn output_value(id: &str, notebook: &str, output: Value, max_text_bytes: usize) -> Value {
         let opts = jmcp_outputs::RenderOptions { max_text_bytes };
         let rendered = jmcp_outputs::render(&[output], &opts);
         let output = rendered
@@ -96,10 +120,61 @@ impl Event {
             .next()
             .and_then(|o| serde_json::to_value(o).ok())
             .unwrap_or(Value::Null);
-        Event::new(
-            notebook,
-            json!({"type": "output", "execution_id": id, "notebook": notebook, "output": output}),
-        )
+        json!({"type": "output", "execution_id": id, "notebook": notebook, "output": output})
+    }
+
+    /// The event for one IOPub message of an execution, or `None` when the message is not
+    /// about outputs (`status`, `execute_input`, `comm_*`, ...) or is malformed:
+    /// - `stream`, `display_data`, `execute_result`, `error`: an `output` event; a
+    ///   `display_data` / `execute_result` carrying a `transient.display_id` also has a
+    ///   top-level `display_id`;
+    /// - `clear_output`: `{"type":"clear_output","execution_id","notebook","wait"}`;
+    /// - `update_display_data`: `{"type":"update_display","execution_id","notebook",
+    ///   "display_id","output"}` (the new content as a `display_data` output).
+    ///
+    /// How a UI applies them to end with the saved cell's outputs is in the module docs.
+    pub fn from_iopub(
+        id: &str,
+        notebook: &str,
+        msg_type: &str,
+        content: &Value,
+        max_text_bytes: usize,
+    ) -> Option<Event> {
+        let display_id = content
+            .get("transient")
+            .and_then(|t| t.get("display_id"))
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty());
+        match msg_type {
+            "stream" | "display_data" | "execute_result" | "error" => {
+                let out = jmcp_outputs::output_from_msg(msg_type, content)?;
+                let mut ev = Event::output_value(id, notebook, out, max_text_bytes);
+                if let (Some(d), "display_data" | "execute_result") = (display_id, msg_type) {
+                    ev["display_id"] = json!(d);
+                }
+                Some(Event::new(notebook, ev))
+            }
+            "clear_output" => {
+                let wait = content.get("wait").is_some_and(|w| match w {
+                    Value::Bool(b) => *b,
+                    Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+                    _ => false,
+                });
+                Some(Event::new(
+                    notebook,
+                    json!({"type": "clear_output", "execution_id": id, "notebook": notebook, "wait": wait}),
+                ))
+            }
+            "update_display_data" => {
+                let display_id = display_id?;
+                let out = jmcp_outputs::output_from_msg("display_data", content)?;
+                let mut ev = Event::output_value(id, notebook, out, max_text_bytes);
+                ev["type"] = json!("update_display");
+                ev["display_id"] = json!(display_id);
+                Some(Event::new(notebook, ev))
+            }
+            _ => None,
+        }
     }
 
     /// A kernel state.

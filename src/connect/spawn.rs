@@ -6,6 +6,7 @@
 //! outlives the bridge. Two bridges starting together both spawn one; `server.lock` lets
 //! only one serve (the other exits non-zero), and both bridges then connect to the winner,
 //! found through `DATA_DIR/daemon.json` (which also covers port 0) or the URL itself.
+//! The bridge calls it again when the daemon it talks to dies (see `connect.rs`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,10 +46,16 @@ pub(super) async fn live(client: &HttpClient, url: &str) -> bool {
 
 /// Starts a daemon bound to the URL's address and waits until one (ours or a rival's)
 /// answers; returns its MCP URL.
+///
+/// The daemon gets `--root`, `--data-dir`, every other option of [`Shared`] as the bridge
+/// has it (given or default; [`shared_options`]), then `serve_args` (the user's
+/// `--serve-arg`s) verbatim; the token and the gateway token through the environment.
 pub(super) async fn start_and_wait(
     client: &HttpClient,
     url: &str,
     shared: &Shared,
+    serve_args: &[String],
+    token: Option<&str>,
     data_dir: &Path,
 ) -> anyhow::Result<String> {
     let bind = bind_of(url)?;
@@ -72,6 +79,14 @@ pub(super) async fn start_and_wait(
         .arg(std::path::absolute(data_dir)?);
     if let Some(root) = &shared.root {
         cmd.arg("--root").arg(std::path::absolute(root)?);
+    }
+    cmd.args(shared_options(shared)).args(serve_args);
+    // Secrets go through the environment, never the command line (`ps` shows it).
+    if let Some(t) = token {
+        cmd.env("JUPYTER_MCP_TOKEN", t);
+    }
+    if let Some(t) = &shared.gateway_token {
+        cmd.env("JUPYTER_MCP_GATEWAY_TOKEN", t);
     }
     cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -115,6 +130,45 @@ pub(super) async fn start_and_wait(
     }
 }
 
+/// The options every command takes, except `--root`, `--data-dir` and the gateway token,
+/// as `serve` arguments with the values the bridge was given (or their defaults).
+pub(super) fn shared_options(s: &Shared) -> Vec<String> {
+    let log_format = match s.log_format {
+        crate::cli::LogFormat::Text => "text",
+        crate::cli::LogFormat::Json => "json",
+    };
+    let mut out: Vec<String> = vec![
+        format!("--log-format={log_format}"),
+        format!("--max-text-bytes={}", s.max_text_bytes),
+        format!("--kernel-start-timeout={}", s.kernel_start_timeout),
+        format!("--input-timeout={}", s.input_timeout),
+        format!("--image-max-bytes={}", s.image_max_bytes),
+        format!("--image-max-dim={}", s.image_max_dim),
+        format!("--asset-lease-hours={}", s.asset_lease_hours),
+        format!("--max-result-bytes={}", s.max_result_bytes),
+        format!(
+            "--max-execution-output-bytes={}",
+            s.max_execution_output_bytes
+        ),
+        format!("--max-notebook-bytes={}", s.max_notebook_bytes),
+        format!("--keep-executions-days={}", s.keep_executions_days),
+        format!("--keep-executions={}", s.keep_executions),
+    ];
+    if let Some(v) = s.max_cell_seconds {
+        out.push(format!("--max-cell-seconds={v}"));
+    }
+    if let Some(v) = s.offload_outputs_over {
+        out.push(format!("--offload-outputs-over={v}"));
+    }
+    if let Some(v) = s.kernel_memory_limit {
+        out.push(format!("--kernel-memory-limit={v}"));
+    }
+    if let Some(v) = &s.gateway_url {
+        out.push(format!("--gateway-url={v}"));
+    }
+    out
+}
+
 /// The socket address an `http://HOST:PORT/...` URL names (HOST an IP or `localhost`).
 fn bind_of(url: &str) -> anyhow::Result<std::net::SocketAddr> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
@@ -149,6 +203,38 @@ fn tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_options_parse_back_to_the_same_values() {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from([
+            "jupyter-mcp",
+            "connect",
+            "--spawn",
+            "--max-text-bytes=100",
+            "--kernel-start-timeout=12.5",
+            "--max-cell-seconds=7",
+            "--kernel-memory-limit=1G",
+            "--serve-arg=--kernel-pool=1",
+        ])
+        .unwrap();
+        let crate::cli::Command::Connect(c) = cli.command else {
+            panic!("not connect")
+        };
+        assert_eq!(c.serve_args, ["--kernel-pool=1"]);
+        let mut argv = vec!["jupyter-mcp".to_string(), "serve".to_string()];
+        argv.extend(shared_options(&c.shared));
+        argv.extend(c.serve_args.iter().cloned());
+        let back = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Serve(s) = back.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.shared.max_text_bytes, 100);
+        assert_eq!(s.shared.kernel_start_timeout, 12.5);
+        assert_eq!(s.shared.max_cell_seconds, Some(7.0));
+        assert_eq!(s.shared.kernel_memory_limit, c.shared.kernel_memory_limit);
+        assert_eq!(s.kernel_pool, 1);
+    }
 
     #[test]
     fn bind_addresses_come_from_urls() {

@@ -116,7 +116,18 @@ impl Engine {
                             run.reply = m.content;
                             replied = true;
                         }
-                        _ => idle |= m.execution_state() == Some("idle"),
+                        _ => {
+                            let state = m.execution_state();
+                            idle |= state == Some("idle");
+                            if let Some(st @ ("busy" | "idle")) = state {
+                                self.kernel_state(
+                                    &path.rel,
+                                    &kernel.session_id,
+                                    st,
+                                    kernel.pid_opt(),
+                                );
+                            }
+                        }
                     },
                     KernelEvent::Died(r) => {
                         return Err(EngineError::Kernel(jmcp_kernel::KernelError::Died {

@@ -10,30 +10,71 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use crate::events::Event;
 
-/// States that end a kernel: it stops being counted.
+/// States that end a kernel: it stops being counted, except `dead` (see [`KernelStates`]).
 const ENDED: [&str; 3] = ["dead", "shutdown", "restarting"];
 
+/// One counted kernel: its state, since when, and its notebook (empty until reported).
+struct Entry {
+    state: &'static str,
+    since: Instant,
+    notebook: String,
+}
+
 /// Kernel id (its `kernel_sessions` row id) -> counted state and since when.
+///
+/// A kernel that died on its own stays counted as `dead` (the `kernels{state="dead"}` gauge,
+/// `server_status`) until its notebook starts another kernel; it does not count against the
+/// kernel limit. Each notebook keeps at most one dead kernel, so the map stays bounded.
 #[derive(Default)]
 pub struct KernelStates {
-    map: Mutex<HashMap<String, (&'static str, Instant)>>,
+    map: Mutex<HashMap<String, Entry>>,
 }
 
 impl KernelStates {
-    /// Moves kernel `id` to `state`; an ending state removes it. Updates the gauges.
-    fn set(&self, id: &str, state: &str) {
+    /// Moves kernel `id` (of `notebook`, when known) to `state`; an ending state removes it,
+    /// `dead` keeps it as dead. A kernel starting in a notebook stops counting the
+    /// notebook's dead kernel. Updates the gauges.
+    fn set(&self, id: &str, state: &str, notebook: Option<&str>) {
         let m = crate::metrics::execution();
         let Ok(mut map) = self.map.lock() else { return };
         let counted = crate::metrics::KERNEL_STATES
             .iter()
-            .find(|s| **s == state && !ENDED.contains(s))
+            .find(|s| **s == state && (**s == "dead" || !ENDED.contains(s)))
             .copied();
-        let before = map.get(id).map(|(s, _)| *s);
+        let nb = notebook
+            .map(str::to_string)
+            .or_else(|| map.get(id).map(|e| e.notebook.clone()))
+            .unwrap_or_default();
+        // The notebook's earlier dead kernel is replaced (by a new kernel, or a newer death).
+        if counted.is_some() && !nb.is_empty() {
+            let old_dead: Vec<String> = map
+                .iter()
+                .filter(|(k, e)| e.state == "dead" && e.notebook == nb && k.as_str() != id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in old_dead {
+                map.remove(&k);
+                if let Some(g) = m.kernels_of("dead") {
+                    g.dec();
+                }
+            }
+        }
+        let before = map.get(id).map(|e| e.state);
         if before == counted {
+            if let Some(e) = map.get_mut(id) {
+                e.notebook = nb;
+            }
             return;
         }
         match counted {
-            Some(s) => map.insert(id.to_string(), (s, Instant::now())),
+            Some(state) => map.insert(
+                id.to_string(),
+                Entry {
+                    state,
+                    since: Instant::now(),
+                    notebook: nb,
+                },
+            ),
             None => map.remove(id),
         };
         if let Some(g) = before.and_then(|b| m.kernels_of(b)) {
@@ -54,14 +95,14 @@ impl KernelStates {
         state: &str,
         pid: Option<u32>,
     ) {
-        self.set(kernel_id, state);
+        self.set(kernel_id, state, Some(notebook));
         if state != "pool" {
             events.publish_with(|| Event::kernel(notebook, state, pid));
         }
     }
 
     /// Counts kernel `id` as `starting` when fewer than `limit` kernels are counted now (all
-    /// states but the ending ones, the warm pool's included): the check and the count happen
+    /// states but the ending ones and `dead`, the warm pool's included): the check and the count happen
     /// under one lock, so two starts racing for the last slot cannot both win. `Err(n)`: `n`
     /// kernels are counted, nothing changed. No event is published (the caller reports
     /// `starting` itself once it wins, which is then a no-op on the count).
@@ -70,13 +111,24 @@ impl KernelStates {
         let Ok(mut map) = self.map.lock() else {
             return Ok(());
         };
-        if map.contains_key(id) {
+        if map.get(id).is_some_and(|e| e.state != "dead") {
             return Ok(());
         }
-        if map.len() >= limit {
-            return Err(map.len());
+        let live = map.values().filter(|e| e.state != "dead").count();
+        if live >= limit {
+            return Err(live);
         }
-        map.insert(id.to_string(), ("starting", Instant::now()));
+        if map.remove(id).is_some() {
+            if let Some(g) = m.kernels_of("dead") {
+                g.dec();
+            }
+        }
+        let entry = Entry {
+            state: "starting",
+            since: Instant::now(),
+            notebook: String::new(),
+        };
+        map.insert(id.to_string(), entry);
         if let Some(g) = m.kernels_of("starting") {
             g.inc();
         }
@@ -85,25 +137,23 @@ impl KernelStates {
 
     /// Stops counting kernel `id` (it ended; whoever ended it reported that).
     pub fn forget(&self, id: &str) {
-        self.set(id, "shutdown");
+        self.set(id, "shutdown", None);
     }
 
     /// How long kernel `id` has been `idle` (since its last state change), or `None` when
     /// it is in another state or not counted.
     pub fn idle_for(&self, id: &str) -> Option<Duration> {
         let map = self.map.lock().ok()?;
-        match map.get(id)? {
-            ("idle", since) => Some(since.elapsed()),
-            _ => None,
-        }
+        let e = map.get(id)?;
+        (e.state == "idle").then(|| e.since.elapsed())
     }
 
     /// Kernels by counted state.
     pub fn by_state(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         if let Ok(map) = self.map.lock() {
-            for (s, _) in map.values() {
-                *out.entry(s.to_string()).or_default() += 1;
+            for e in map.values() {
+                *out.entry(e.state.to_string()).or_default() += 1;
             }
         }
         out
@@ -133,22 +183,51 @@ mod tests {
     #[test]
     fn states_move_and_end() {
         let k = KernelStates::default();
-        k.set("a", "starting");
-        k.set("b", "pool");
+        k.set("a", "starting", Some("a.ipynb"));
+        k.set("b", "pool", Some(""));
         assert_eq!(k.by_state().get("starting"), Some(&1));
-        k.set("a", "idle");
-        k.set("a", "busy");
+        k.set("a", "idle", None);
+        k.set("a", "busy", None);
         assert_eq!(k.by_state().get("busy"), Some(&1));
         assert_eq!(k.by_state().get("idle"), None);
-        k.set("a", "dead");
-        k.set("b", "shutdown");
+        k.set("a", "shutdown", None);
+        k.set("b", "shutdown", None);
         assert!(k.by_state().is_empty());
+    }
+
+    #[test]
+    fn a_dead_kernel_counts_until_its_notebook_starts_another() {
+        let k = KernelStates::default();
+        k.set("a", "idle", Some("n.ipynb"));
+        k.set("a", "dead", Some("n.ipynb"));
+        assert_eq!(k.by_state().get("dead"), Some(&1));
+        assert_eq!(
+            k.try_start("x", 1),
+            Ok(()),
+            "a dead kernel is not under the limit"
+        );
+        k.set("x", "shutdown", None);
+        k.set("a2", "starting", Some("other.ipynb"));
+        assert_eq!(
+            k.by_state().get("dead"),
+            Some(&1),
+            "another notebook's start"
+        );
+        k.set("a3", "starting", Some("n.ipynb"));
+        assert_eq!(
+            k.by_state().get("dead"),
+            None,
+            "replaced by the notebook's new kernel"
+        );
+        k.set("a3", "dead", Some("n.ipynb"));
+        k.set("a2", "dead", Some("other.ipynb"));
+        assert_eq!(k.by_state().get("dead"), Some(&2));
     }
 
     #[test]
     fn try_start_counts_every_live_kernel_against_the_limit() {
         let k = KernelStates::default();
-        k.set("pool-1", "pool");
+        k.set("pool-1", "pool", Some(""));
         assert_eq!(k.try_start("a", 2), Ok(()));
         assert_eq!(k.try_start("b", 2), Err(2), "the pool kernel counts");
         assert_eq!(
@@ -156,7 +235,7 @@ mod tests {
             Ok(()),
             "a kernel already counted passes"
         );
-        k.set("a", "dead");
+        k.set("a", "shutdown", None);
         assert_eq!(
             k.try_start("b", 2),
             Ok(()),

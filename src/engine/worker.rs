@@ -562,30 +562,21 @@ async fn drive(
     }
 }
 
-/// Publishes an `output` event (SPEC §7) for an IOPub message that is an nbformat output,
-/// bounded as agents get it; nothing is built when nobody subscribes.
+/// Publishes the `/events` event (SPEC §7) of an IOPub message that is an nbformat output, a
+/// `clear_output` or an `update_display_data` (see `Event::from_iopub`), bounded as agents
+/// get it; nothing is built when nobody subscribes.
 pub(super) fn publish_output(
     engine: &Engine,
     rec: &ExecutionRecord,
     msg_type: &str,
     content: &Value,
 ) {
-    if !matches!(
-        msg_type,
-        "stream" | "display_data" | "execute_result" | "error"
-    ) {
-        return;
-    }
     let max_text = engine.config().max_text_bytes;
     let hub = engine.events();
     if hub.wanted() {
-        if let Some(out) = jmcp_outputs::output_from_msg(msg_type, content) {
-            hub.publish(crate::events::Event::output(
-                &rec.id,
-                &rec.notebook,
-                out,
-                max_text,
-            ));
+        let (id, nb) = (&rec.id, &rec.notebook);
+        if let Some(ev) = crate::events::Event::from_iopub(id, nb, msg_type, content, max_text) {
+            hub.publish(ev);
         }
     }
 }

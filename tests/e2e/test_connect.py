@@ -104,3 +104,65 @@ def test_two_connect_spawn_make_one_daemon(dirs):
         wait_for(lambda: not pid_alive(info["pid"], started), 30, "the daemon to exit")
     finally:
         cleanup(data)
+
+
+@pytest.mark.timeout(180)
+def test_connect_spawn_starts_a_new_daemon_when_its_daemon_dies(dirs):
+    """`connect --spawn` passes the options it was given to the daemon it starts; when that
+    daemon is killed (-9) in the middle of a call, the call gets a JSON-RPC error saying so,
+    and the next call starts a new daemon (which reattaches the kernel: its variables are
+    still there) on a renewed session, without the client doing anything."""
+    from mcp.shared.exceptions import MCPError
+
+    base, root, data = dirs
+    url = "http://127.0.0.1:0/mcp"
+    flag = root / "cell-started"
+    pids: list[int] = []
+
+    async def body() -> None:
+        params = bridge(base, data, root, url, "--spawn", "--max-text-bytes=3000",
+                        "--serve-arg=--stop-kernels-on-exit")
+        async with stdio_client(params, errlog=open(base / "bridge.stderr", "a")) as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                first = read_daemon_json(data)
+                pids.append(first["pid"])
+                argv = Path(f"/proc/{first['pid']}/cmdline").read_bytes().split(b"\0")
+                assert b"--max-text-bytes=3000" in argv and b"--stop-kernels-on-exit" in argv, argv
+                await s.call_tool("create_notebook", {"notebook": "k.ipynb"})
+                ran = await s.call_tool("execute_code", {"notebook": "k.ipynb", "code": "x = 41"})
+                assert ran.structured_content["status"] == "completed", ran
+                # A call in flight when the daemon dies: a clear error for that call.
+                slow = asyncio.create_task(s.call_tool("execute_code", {
+                    "notebook": "k.ipynb", "timeout_s": 120,
+                    "code": f"open({str(flag)!r}, 'w').close()\nimport time\ntime.sleep(15)"}))
+                while not flag.exists():
+                    assert not slow.done(), slow.result()
+                    await asyncio.sleep(0.05)
+                started = proc_start_time(first["pid"])
+                os.kill(first["pid"], signal.SIGKILL)
+                with pytest.raises(MCPError, match="stopped answering during this call"):
+                    await slow
+                wait_for(lambda: not pid_alive(first["pid"], started), 30, "the killed daemon to go")
+                # The next call works: a new daemon, the same kernel (x survived).
+                listed = await s.call_tool("list_notebooks", {})
+                assert not listed.is_error, listed
+                second = read_daemon_json(data)
+                assert second and second["pid"] != first["pid"] and pid_alive(second["pid"]), second
+                pids.append(second["pid"])
+                argv = Path(f"/proc/{second['pid']}/cmdline").read_bytes().split(b"\0")
+                assert b"--max-text-bytes=3000" in argv, argv
+                again = await s.call_tool("execute_code", {"notebook": "k.ipynb", "code": "x + 1",
+                                                           "timeout_s": 90})
+                assert again.structured_content["status"] == "completed", again
+                assert "42" in json.dumps(again.structured_content["outputs"]), again
+
+    try:
+        asyncio.run(body())
+        # The kernel was started with --stop-kernels-on-exit: a SIGTERM ends both.
+        last = pids[-1]
+        started = proc_start_time(last)
+        os.kill(last, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(last, started), 40, "the new daemon to exit")
+    finally:
+        cleanup(data)

@@ -213,3 +213,130 @@ def test_a_stalled_client_slows_nobody_and_is_disconnected(daemon: Daemon):
              f"only the fast client left (events_clients {metric(d, 'events_clients')})")
     fast.close()
     stalled.close()
+
+
+def replay(messages: list[dict]) -> dict[str, list[dict]]:
+    """What a UI following /events shows: execution id -> outputs, applying `clear_output`
+    (with `wait`), `update_display` and display ids across cells, and merging consecutive
+    streams of one name, as the README's /events section says."""
+    cells: dict[str, list[dict]] = {}
+    wait: set[str] = set()
+
+    def update(display_id: str, new: dict) -> None:
+        for outs in cells.values():
+            for o in outs:
+                if o.get("_display_id") == display_id:
+                    for k in ("text", "mime_types", "truncated"):
+                        o.pop(k, None)
+                        if k in new:
+                            o[k] = new[k]
+
+    for m in messages:
+        x = m.get("execution_id")
+        if m["type"] == "clear_output":
+            if m["wait"]:
+                wait.add(x)
+            else:
+                cells[x] = []
+        elif m["type"] == "update_display":
+            update(m["display_id"], m["output"])
+        elif m["type"] == "output":
+            outs = cells.setdefault(x, [])
+            if x in wait:
+                wait.discard(x)
+                outs.clear()
+            o = dict(m["output"])
+            if "display_id" in m:
+                update(m["display_id"], o)
+                o["_display_id"] = m["display_id"]
+            last = outs[-1] if outs else None
+            if (o["output_type"] == "stream" and last and last["output_type"] == "stream"
+                    and last["name"] == o["name"]):
+                last["text"] += o["text"]
+            else:
+                outs.append(o)
+    return cells
+
+
+def shown(outputs: list[dict]) -> list[tuple]:
+    return [(o["output_type"], o.get("name"), o.get("text")) for o in outputs]
+
+
+@pytest.mark.timeout(120)
+def test_a_ui_following_events_ends_with_the_saved_outputs(daemon: Daemon):
+    """clear_output (now and with wait), display ids updated in the same cell and from
+    another cell, interleaved stdout/stderr: replaying /events gives the saved cells' outputs.
+    Internal runs (list_variables) report busy/idle; a kernel killed by -9 counts in
+    kernels{state="dead"} until the notebook starts another."""
+    import asyncio
+
+    d = daemon
+    ui = Reader(d, "/events?notebook=ui.ipynb")
+    cell_a = "\n".join([
+        "from IPython.display import display, clear_output",
+        "import sys",
+        "print('gone', flush=True)",
+        "clear_output()",
+        "print('replaced soon', flush=True)",
+        "clear_output(wait=True)",
+        "print('a', flush=True)",
+        "h = display({'text/plain': 'v1'}, raw=True, display_id=True)",
+        "print('err', file=sys.stderr, flush=True)",
+        "h.update({'text/plain': 'v2'}, raw=True)",
+        "print('b', flush=True)",
+        "'result'",
+    ])
+    cell_b = "h.update({'text/plain': 'from b'}, raw=True)\nprint('b done')"
+
+    async def body() -> tuple[list, list[str]]:
+        async with d.session() as s:
+            made = await s.call_tool("create_notebook", {"notebook": "ui.ipynb", "cells": [
+                {"cell_type": "code", "source": cell_a}, {"cell_type": "code", "source": cell_b}]})
+            assert not made.is_error, made
+            ids = made.structured_content["cell_ids"]
+            xids = []
+            for cid in ids:
+                r = await s.call_tool("execute_cell", {"notebook": "ui.ipynb", "cell_id": cid})
+                assert r.structured_content["status"] == "completed", r
+                xids.append(r.structured_content["execution_id"])
+            listed = await s.call_tool("list_variables", {"notebook": "ui.ipynb"})
+            assert not listed.is_error, listed
+            nb = await s.call_tool("read_notebook", {"notebook": "ui.ipynb", "outputs": "full"})
+            assert not nb.is_error, nb
+            return nb.structured_content["cells"], xids
+
+    cells, xids = asyncio.run(body())
+    wait_for(lambda: any(m.get("execution_id") == xids[1] and m.get("status") == "completed"
+                         for m in ui.messages), 30, "cell B's completed event")
+    # list_variables (the server's own code) ran after cell B: busy and idle follow B's end.
+    def after_b() -> list[str]:
+        msgs = list(ui.messages)
+        end = next(i for i, m in enumerate(msgs) if m.get("execution_id") == xids[1]
+                   and m.get("status") == "completed")
+        return [m["state"] for m in msgs[end:] if m["type"] == "kernel"]
+
+    wait_for(lambda: after_b() == ["busy", "idle"], 30, "busy/idle of the internal run")
+    types = {m["type"] for m in ui.messages}
+    assert {"clear_output", "update_display"} <= types, types
+    assert any(m["type"] == "clear_output" and m["wait"] for m in ui.messages)
+    replayed = replay(ui.messages)
+    saved = [c["outputs"] for c in cells]
+    assert shown(saved[0]) == [("stream", "stdout", "a\n"), ("display_data", None, "from b"),
+                               ("stream", "stderr", "err\n"), ("stream", "stdout", "b\n"),
+                               ("execute_result", None, "'result'")], saved[0]
+    assert shown(replayed[xids[0]]) == shown(saved[0]), (replayed, saved)
+    assert shown(replayed[xids[1]]) == shown(saved[1]), (replayed, saved)
+
+    # kill -9 of the kernel: counted dead (gauge and event) until the notebook gets another.
+    dead_before = metric(d, 'kernels{state="dead"}')
+    sid = d.initialize()
+    kernels = call(d, sid, "list_kernels")["kernels"]
+    pid = next(k["pid"] for k in kernels if k["notebook"] == "ui.ipynb")
+    os.kill(pid, 9)
+    wait_for(lambda: metric(d, 'kernels{state="dead"}') == dead_before + 1, 30, "the dead gauge")
+    wait_for(lambda: any(m["type"] == "kernel" and m["state"] == "dead" for m in ui.messages), 30,
+             "the dead kernel event")
+    r = call(d, sid, "execute_code", notebook="ui.ipynb", code="1")
+    assert r["status"] == "completed", r
+    assert metric(d, 'kernels{state="dead"}') == dead_before, "replaced by the new kernel"
+    ui.close()
