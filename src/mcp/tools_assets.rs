@@ -259,7 +259,7 @@ impl JupyterMcp {
         let offset = a.offset.unwrap_or(0);
         let limit = a.limit.unwrap_or(100).clamp(1, 1000);
         let (rows, total) = tool_try!(
-            off_thread(&store.dir().to_path_buf(), "listing assets", 1, {
+            off_thread(store.dir(), "listing assets", 1, {
                 let store = store.clone();
                 move || store.list(notebook.as_deref(), offset, limit)
             })
@@ -312,7 +312,7 @@ impl JupyterMcp {
         let store = tool_try!(store());
         let dry_run = a.dry_run.unwrap_or(false);
         let report = tool_try!(
-            off_thread(&store.dir().to_path_buf(), "pruning assets", 12, {
+            off_thread(store.dir(), "pruning assets", 12, {
                 let store = store.clone();
                 move || store.prune(notebook.as_deref(), dry_run, chrono::Utc::now())
             })
