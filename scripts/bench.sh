@@ -9,6 +9,8 @@
 #                                    with and without --kernel-pool 1
 #   scripts/bench.sh checkpoint      bench/bench_checkpoint.py: save/load times, HMAC, server RSS
 #                                    (e.g. `--sizes-mb 64,1024`)
+#   scripts/bench.sh storage         bench/bench_storage.py: frozen FUSE mount: freeze to first
+#                                    fast failure, thaw to first success, healthy-notebook latency
 #   scripts/bench.sh daemon          bench/bench_daemon.py: the daemon figures of issue 10 (20
 #                                    HTTP sessions vs 20 raw clients, a flooding neighbour,
 #                                    /events fan-out with stalled clients, RSS, warm pool)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Prepare everything the demo, the tests and the benchmark need, idempotently:
+#   0. Debian fuse3 (apt-get, only when missing and running as root)
 #   1. .venv at the repository root (python3 -m venv), if missing
 #   2. pip install -r requirements.txt, skipped while .venv/.requirements.sha256
 #      matches the requirements (and the interpreter) it was installed from
@@ -39,6 +40,16 @@ quiet() {
         die "'$*' exited with $rc"
     fi
 }
+
+# 0. Debian fuse3 (libfuse3 + fusermount3: the frozen-mount tests of tests/e2e/fusefs.py)
+if command -v fusermount3 >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so\.3'; then
+    step "apt: fuse3 present"
+elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == "0" ]]; then
+    step "apt: installing fuse3"
+    DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -qq --no-install-recommends fuse3
+else
+    step "apt: fuse3 missing and cannot be installed here (the frozen-mount tests will skip)"
+fi
 
 # 1. venv
 if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then

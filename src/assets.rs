@@ -68,6 +68,9 @@ pub enum AssetError {
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The data dir did not answer in time, or its breaker is open (SPEC §8).
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageUnavailable),
 }
 
 /// Settings from the command line (`--asset-lease-hours`, `--image-max-*`,
@@ -236,8 +239,30 @@ impl Assets {
         self.put_at(notebook, execution_id, payload, Utc::now())
     }
 
-    /// [`Assets::put`] at a given time (tests).
+    /// [`Assets::put`] at a given time (tests). Bounded by `--storage-timeout` (SPEC §8):
+    /// the write runs on a thread of its own that is abandoned if the data dir hangs.
     pub fn put_at(
+        &self,
+        notebook: &str,
+        execution_id: Option<&str>,
+        payload: &Payload,
+        now: DateTime<Utc>,
+    ) -> Result<AssetId, AssetError> {
+        let (me, nb, exec, payload) = (
+            self.clone(),
+            notebook.to_owned(),
+            execution_id.map(str::to_owned),
+            payload.clone(),
+        );
+        crate::storage::run_sync_bounded(
+            crate::storage::Place::DataDir,
+            &self.inner.dir,
+            "writing an asset",
+            move || me.put_unbounded(&nb, exec.as_deref(), &payload, now),
+        )?
+    }
+
+    fn put_unbounded(
         &self,
         notebook: &str,
         execution_id: Option<&str>,
@@ -286,8 +311,19 @@ impl Assets {
         Ok(real)
     }
 
-    /// Reads an asset by reference (URI or path form) and renews its lease. Blocking.
+    /// Reads an asset by reference (URI or path form) and renews its lease. Blocking, bounded
+    /// by `--storage-timeout` (SPEC §8).
     pub fn read(&self, reference: &str) -> Result<AssetContent, AssetError> {
+        let (me, r) = (self.clone(), reference.to_owned());
+        crate::storage::run_sync_bounded(
+            crate::storage::Place::DataDir,
+            &self.inner.dir,
+            "reading an asset",
+            move || me.read_unbounded(&r),
+        )?
+    }
+
+    fn read_unbounded(&self, reference: &str) -> Result<AssetContent, AssetError> {
         let id = AssetId::parse(reference)?;
         let path = self.path_of(&id)?;
         let bytes = std::fs::read(&path).map_err(|source| AssetError::Io {

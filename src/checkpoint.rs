@@ -250,10 +250,32 @@ impl Service {
     }
 }
 
+/// Longest a checkpoint file operation may take (it streams files of any size); it also
+/// ends as soon as the data dir's storage breaker opens (SPEC §8).
+const FILE_WORK_BOUND: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs checkpoint file work in the data dir on a thread that may be sacrificed: fails at
+/// once while the data dir's breaker is open, and stops waiting when it opens.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    let Some(storage) = crate::storage::current() else {
+        return tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| CheckpointError::Internal(format!("blocking task failed: {e}")))?;
+    };
+    let dir = storage
+        .breaker(crate::storage::Place::DataDir)
+        .path()
+        .join("checkpoints");
+    storage
+        .run_for(
+            crate::storage::Place::DataDir,
+            &dir,
+            "checkpoint files",
+            FILE_WORK_BOUND.max(storage.timeout),
+            f,
+        )
         .await
-        .map_err(|e| CheckpointError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| CheckpointError::Engine(e.into()))?
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -289,7 +311,7 @@ fn parse<T: for<'de> Deserialize<'de>>(v: Value, what: &str) -> Result<T> {
 /// Checkpoints on disk, of one notebook or of all, newest first per notebook.
 pub async fn list(engine: &Engine, notebook: Option<&str>) -> Result<Vec<CheckpointInfo>> {
     let rel = match notebook {
-        Some(n) => Some(engine.notebook_path(n)?.rel),
+        Some(n) => Some(engine.resolve_notebook(n).await?.rel),
         None => None,
     };
     let svc = service(engine);
@@ -367,7 +389,7 @@ pub async fn list(engine: &Engine, notebook: Option<&str>) -> Result<Vec<Checkpo
 /// Deletes checkpoint `name` of `notebook`.
 pub async fn delete(engine: &Engine, notebook: &str, name: &str) -> Result<()> {
     check_name(name)?;
-    let path = engine.notebook_path(notebook)?;
+    let path = engine.resolve_notebook(notebook).await?;
     let svc = service(engine);
     let paths = CheckpointPaths::new(&svc.root, &path.rel, name);
     let file_lock = svc.file_lock(&paths.stem);
@@ -402,10 +424,14 @@ pub async fn restore_offer(engine: &Engine, notebook_rel: &str) -> Option<String
     for row in rows {
         let paths = CheckpointPaths::new(&svc.root, notebook_rel, &row.name);
         let meta_path = paths.meta();
-        let Ok(Some(raw)) =
-            tokio::task::spawn_blocking(move || files::read_metadata_value(&meta_path))
-                .await
-                .ok()?
+        let Ok(Some(raw)) = crate::storage::run_bounded(
+            crate::storage::Place::DataDir,
+            &paths.meta(),
+            "reading checkpoint metadata",
+            move || files::read_metadata_value(&meta_path),
+        )
+        .await
+        .ok()?
         else {
             continue;
         };

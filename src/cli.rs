@@ -96,6 +96,14 @@ pub struct Shared {
     /// Keep at most this many finished executions, newest first (0: no count limit).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub keep_executions: u64,
+    /// Seconds between two storage probes (write, fsync, read back, delete a small file in
+    /// the data dir and in the root; SPEC §8).
+    #[arg(long, env = "JUPYTER_MCP_STORAGE_PROBE_INTERVAL", value_name = "SECONDS", default_value_t = 5.0, value_parser = seconds::seconds)]
+    pub storage_probe_interval: f64,
+    /// Seconds a storage probe or any file or database operation of a tool call may take
+    /// before the storage counts as not answering (the call fails with what to do).
+    #[arg(long, env = "JUPYTER_MCP_STORAGE_TIMEOUT", value_name = "SECONDS", default_value_t = 5.0, value_parser = seconds::seconds)]
+    pub storage_timeout: f64,
     /// Run kernels on this Jupyter Server / Kernel Gateway / Enterprise Gateway
     /// (http://HOST:PORT[/base]) instead of locally (SPEC §10).
     #[arg(long, env = "JUPYTER_MCP_GATEWAY_URL", value_name = "URL")]
@@ -287,6 +295,10 @@ impl Shared {
             volume: self.volume()?,
             transport: crate::config::ServerTransport::Stdio,
             kernel_pool: 0,
+            storage: crate::config::StorageOptions {
+                probe_interval: Duration::from_secs_f64(self.storage_probe_interval.max(0.05)),
+                timeout: Duration::from_secs_f64(self.storage_timeout.max(0.05)),
+            },
             gateway: match self.gateway_url.as_deref().filter(|u| !u.trim().is_empty()) {
                 Some(url) => Some(jmcp_kernel::Gateway::new(url, self.gateway_token.clone())?),
                 None => None,

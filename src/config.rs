@@ -35,6 +35,8 @@ pub struct Config {
     pub transport: ServerTransport,
     /// Warm kernels kept ready (`--kernel-pool`; 0: none). Started after recovery.
     pub kernel_pool: usize,
+    /// Storage probe and bounds (SPEC §8).
+    pub storage: StorageOptions,
     /// Remote kernels (SPEC §10, `--gateway-url` / `--gateway-token`): every kernel is started
     /// on this Jupyter Server / Kernel Gateway instead of locally. `None`: local kernels.
     pub gateway: Option<jmcp_kernel::Gateway>,
@@ -55,6 +57,24 @@ pub struct KernelLimits {
     /// Resident memory in bytes one kernel (its process group) may use; past it the kernel is
     /// stopped and its execution says so.
     pub memory_limit: Option<u64>,
+}
+
+/// `--storage-probe-interval` and `--storage-timeout` (SPEC §8).
+#[derive(Debug, Clone, Copy)]
+pub struct StorageOptions {
+    /// Time between two probes of the data dir and the root (default 5 s).
+    pub probe_interval: Duration,
+    /// Bound on each probe attempt and on every storage touch of a tool call (default 5 s).
+    pub timeout: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            probe_interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The MCP transport a server speaks (`serve --transport`).

@@ -76,6 +76,8 @@ struct Inner {
     kernel_states: Arc<kernel_states::KernelStates>,
     /// The warm kernel pool (`--kernel-pool`).
     pool: pool::KernelPool,
+    /// Storage health: probe, breakers, bounded calls (SPEC §8).
+    storage: Arc<crate::storage::Storage>,
     /// Kernel memory samples and kills for `--kernel-memory-limit` (`limits.rs`).
     memory: Arc<limits::MemoryWatch>,
     /// Set by a graceful shutdown: workers start no queued execution any more (their rows
@@ -92,7 +94,14 @@ impl Engine {
                 source,
             }
         })?;
-        let store = Store::open(&config.db_path())?;
+        let storage = Arc::new(crate::storage::Storage::new(
+            &config.data_dir,
+            config.root.path(),
+            config.storage.timeout,
+            config.storage.probe_interval,
+        ));
+        crate::storage::install(storage.clone());
+        let store = Store::open(&config.db_path())?.with_storage(storage.clone());
         let events = EventHub::default();
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -108,6 +117,7 @@ impl Engine {
                 hold_queued: Default::default(),
                 sessions: Mutex::new(HashMap::new()),
                 unrecorded: Default::default(),
+                storage,
             }),
         })
     }
@@ -120,6 +130,16 @@ impl Engine {
     /// The durable store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Storage health (SPEC §8): breakers, bounded calls.
+    pub fn storage(&self) -> &Arc<crate::storage::Storage> {
+        &self.inner.storage
+    }
+
+    /// Starts the storage probe thread (servers only: `serve`, both transports).
+    pub fn start_storage_probe(&self) {
+        self.inner.storage.start_probe();
     }
 
     /// The event hub (`/events`).
@@ -181,9 +201,62 @@ impl Engine {
         &self.inner.unrecorded
     }
 
-    /// Resolves a notebook path under the root.
+    /// Resolves a notebook path under the root (blocking: resolving symlinks touches the
+    /// file system; async callers use [`Engine::resolve_notebook`]).
     pub fn notebook_path(&self, notebook: &str) -> EngineResult<RootedPath> {
         Ok(self.inner.config.root.notebook(notebook)?)
+    }
+
+    /// Resolves a notebook path under the root, bounded by `--storage-timeout` (resolving
+    /// symlinks stats the file system, which hangs on a stale mount). Errors: the path is
+    /// refused, or the root does not answer ([`EngineError::Storage`]).
+    pub async fn resolve_notebook(&self, notebook: &str) -> EngineResult<RootedPath> {
+        let root = self.inner.config.root.clone();
+        let target = root.path().join(notebook.trim());
+        let owned = notebook.to_string();
+        crate::storage::run_bounded(
+            crate::storage::Place::Root,
+            &target,
+            "resolving the notebook path",
+            move || root.notebook(&owned),
+        )
+        .await?
+        .map_err(Into::into)
+    }
+
+    /// True when the notebook file exists, bounded by `--storage-timeout` (a stat on a stale
+    /// mount hangs). Errors: the root does not answer ([`EngineError::Storage`]).
+    pub async fn notebook_exists(&self, path: &RootedPath) -> EngineResult<bool> {
+        let abs = path.abs.clone();
+        Ok(crate::storage::run_bounded(
+            crate::storage::Place::Root,
+            &path.abs,
+            "looking for the notebook",
+            move || abs.exists(),
+        )
+        .await?)
+    }
+
+    /// The path of a notebook that already has a session, found without touching storage
+    /// (lexical match of the root-relative path): lets calls that need no storage
+    /// (`interrupt_kernel`) answer while the root does not.
+    pub fn known_notebook_path(&self, notebook: &str) -> Option<RootedPath> {
+        let root = self.inner.config.root.path();
+        let given = std::path::Path::new(notebook.trim());
+        let rel = given.strip_prefix(root).unwrap_or(given);
+        let mut parts: Vec<String> = Vec::new();
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+                std::path::Component::ParentDir => {
+                    parts.pop()?;
+                }
+                std::path::Component::CurDir => {}
+                _ => return None,
+            }
+        }
+        self.existing_session(&parts.join("/"))
+            .map(|s| s.path.clone())
     }
 
     /// The session of a notebook, created (with its worker) on first use.

@@ -196,6 +196,7 @@ pub async fn run(config: Config, options: HttpOptions) -> anyhow::Result<i32> {
     let stop_kernels = config.stop_kernels_on_exit;
     let _lock = crate::lock::ServerLock::acquire(&data_dir)?;
     let engine = Engine::new(config)?;
+    engine.start_storage_probe();
     let (token, source) = auth::load_token(&data_dir, options.token.as_deref())?;
     let listener = tokio::net::TcpListener::bind(options.bind)
         .await

@@ -7,6 +7,7 @@
 //! - [`run`]: the headless `jupyter-mcp run` command.
 //! - [`store`]: the SQLite state database.
 //! - [`paths`]: confinement of paths to the root.
+//! - [`storage`]: storage probe, breakers and bounded storage calls (SPEC §8).
 //! - [`web`]: the live web view served by the daemon at `/`.
 
 pub mod assets;
@@ -23,5 +24,6 @@ pub mod mcp;
 pub mod metrics;
 pub mod paths;
 pub mod run;
+pub mod storage;
 pub mod store;
 pub mod web;

@@ -72,6 +72,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<i32> {
             let stop = config.stop_kernels_on_exit;
             let _lock = jupyter_mcp::lock::ServerLock::acquire(&config.data_dir)?;
             let engine = Engine::new(config)?;
+            engine.start_storage_probe();
             let report = engine.recover(mode).await?;
             tracing::info!(?report, "recovered state from the previous run");
             engine.start_kernel_pool(engine.config().kernel_pool);

@@ -95,8 +95,8 @@ pub struct EventMetrics {
 
 /// Handles to the storage metrics (SPEC §7, §8).
 pub struct StorageMetrics {
-    /// `storage_breaker_open`: 1 while the storage breaker is open. Always 0 for now: the
-    /// storage probe and breaker of SPEC §8 (issue 11) do not exist yet; they will set it.
+    /// `storage_breaker_open`: 1 while a storage breaker (data dir or root) is open; set by
+    /// the storage probe after each round (`crate::storage`).
     pub breaker_open: Gauge,
 }
 
@@ -202,7 +202,7 @@ fn metrics() -> &'static Metrics {
         };
         registry.register(
             "storage_breaker_open",
-            "1 while the storage breaker is open (SPEC 8); always 0 until the storage probe exists",
+            "1 while a storage breaker (data dir or notebook root) is open (SPEC 8)",
             storage.breaker_open.clone(),
         );
         Metrics {

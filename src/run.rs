@@ -1,6 +1,11 @@
 //! `jupyter-mcp run NOTEBOOK`: the engine, headless. Queues every code cell as one batch (as
 //! nbclient would run them), shows progress on stderr (a bar on a TTY, plain lines otherwise),
 //! writes outputs into the notebook, and exits non-zero naming the cell that raised.
+//!
+//! Storage bounds (SPEC §8): the engine's calls are bounded as in the server, but resolving
+//! the notebook path here is not: `run` serves one notebook and no other session, so on a
+//! stale mount it hangs with its file system as `cp` or `nbconvert` would (end it with the
+//! mount; the server is where a frozen folder must not stop others).
 
 use std::io::IsTerminal as _;
 use std::sync::Mutex;

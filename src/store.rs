@@ -50,6 +50,10 @@ pub enum StoreError {
     /// The blocking task panicked or was cancelled.
     #[error("state database task failed: {0}")]
     Task(String),
+    /// The data dir did not answer within `--storage-timeout`, or its breaker is open
+    /// (SPEC §8); the call was abandoned.
+    #[error(transparent)]
+    Unavailable(#[from] crate::storage::StorageUnavailable),
     /// The data directory could not be prepared.
     #[error("cannot prepare the data directory {path}: {source}")]
     DataDir {
@@ -66,7 +70,7 @@ impl StoreError {
             StoreError::Sqlite(e) => StoreErrorKind::of(e),
             StoreError::Failed { kind, .. } => *kind,
             StoreError::SchemaTooNew { .. } | StoreError::Json(_) => StoreErrorKind::Incompatible,
-            StoreError::DataDir { .. } => StoreErrorKind::Io,
+            StoreError::DataDir { .. } | StoreError::Unavailable(_) => StoreErrorKind::Io,
             StoreError::Task(_) => StoreErrorKind::Other,
         }
     }
@@ -89,6 +93,10 @@ impl StoreError {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     accept: GroupCommitter,
+    /// `state.db`.
+    path: std::path::PathBuf,
+    /// Bounds every call (SPEC §8); None: unbounded (unit tests).
+    storage: Option<Arc<crate::storage::Storage>>,
 }
 
 impl Store {
@@ -105,21 +113,103 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             accept: GroupCommitter::start(path)?,
+            path: path.to_path_buf(),
+            storage: None,
         })
     }
 
-    /// Accepts executions durably (group commit: concurrent callers share transactions).
-    pub async fn accept(&self, rows: Vec<NewExecution>) -> Result<(), StoreError> {
-        self.accept.insert(rows).await
+    /// Bounds every later call by `storage` (its data-dir breaker and `--storage-timeout`).
+    pub fn with_storage(mut self, storage: Arc<crate::storage::Storage>) -> Store {
+        self.storage = Some(storage);
+        self
     }
 
-    /// Runs `f` with the connection on the blocking thread pool.
+    /// Accepts executions durably (group commit: concurrent callers share transactions).
+    /// Bounded (SPEC §8): fails at once while the data-dir breaker is open, and after
+    /// `--storage-timeout` when the commit does not return. Rows of an abandoned request
+    /// that the database commits later are cancelled then (with a note), so an execution the
+    /// caller was told failed never runs.
+    pub async fn accept(&self, rows: Vec<NewExecution>) -> Result<(), StoreError> {
+        let Some(storage) = &self.storage else {
+            return self.accept.insert(rows).await;
+        };
+        storage
+            .check(crate::storage::Place::DataDir)
+            .map_err(|mut e| {
+                e.what = "accepting the execution into the state database".into();
+                e
+            })?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let committer = self.accept.clone();
+        let mut insert = Box::pin(async move { committer.insert(rows).await });
+        match tokio::time::timeout(storage.timeout, &mut insert).await {
+            Ok(r) => r,
+            Err(_) => {
+                let store = self.clone();
+                tokio::spawn(async move {
+                    if insert.await.is_ok() {
+                        // The rows landed after all: withdraw them (never run a row whose
+                        // caller was told it was not accepted), retrying while the database
+                        // does not answer; a row still there at the next start is settled
+                        // by recovery like any other.
+                        let note = "not accepted: the state database did not answer in time, and the caller was told so";
+                        for attempt in 0..600u32 {
+                            let ids = ids.clone();
+                            let r = store
+                                .call(move |c| {
+                                    for id in &ids {
+                                        executions::withdraw(c, id, note)?;
+                                    }
+                                    Ok(())
+                                })
+                                .await;
+                            match r {
+                                Ok(()) => break,
+                                Err(e) if attempt == 0 || attempt % 60 == 59 => tracing::warn!(
+                                    "could not withdraw executions committed after their caller gave up (retrying): {e}"
+                                ),
+                                Err(_) => {}
+                            }
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                });
+                Err(crate::storage::StorageUnavailable {
+                    path: self.path.clone(),
+                    what: "accepting the execution into the state database".into(),
+                    detail: format!(
+                        "did not answer within {} s (the execution was not accepted)",
+                        storage.timeout.as_secs_f64()
+                    ),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool, bounded by
+    /// `--storage-timeout` when the store has a storage health (see [`Store::with_storage`]).
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let conn = self.conn.clone();
+        if let Some(storage) = &self.storage {
+            return storage
+                .run(
+                    crate::storage::Place::DataDir,
+                    &self.path,
+                    "the state database",
+                    move || {
+                        let mut guard = conn
+                            .lock()
+                            .map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
+                        f(&mut guard)
+                    },
+                )
+                .await?;
+        }
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()

@@ -81,47 +81,78 @@ impl References {
     }
 
     /// Adds the references of every `.ipynb` under `root` (symlinks are not followed;
-    /// `.git`, `node_modules` and `__pycache__` are skipped).
+    /// `.git`, `node_modules` and `__pycache__` are skipped). Each folder is read behind
+    /// `--storage-timeout` (SPEC §8): a folder that does not answer (a stale mount inside the
+    /// root) is recorded as unreadable, which stops deletion, instead of hanging the call.
     pub fn add_notebooks(&mut self, root: &Path) {
         let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.unreadable.push(format!("{} ({e})", dir.display()));
-                    continue;
-                }
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(meta) = entry.file_type() else {
-                    continue;
-                };
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if meta.is_dir() {
-                    if !matches!(name.as_ref(), ".git" | "node_modules" | "__pycache__") {
-                        stack.push(path);
-                    }
-                } else if meta.is_file() && name.ends_with(".ipynb") {
-                    let rel = path
-                        .strip_prefix(root)
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .unwrap_or_else(|_| path.display().to_string());
-                    match std::fs::read(&path) {
-                        Ok(bytes) => {
-                            let mut hashes = HashSet::new();
-                            notebook_hashes(&String::from_utf8_lossy(&bytes), &mut hashes);
-                            for h in hashes {
-                                self.notebooks.entry(h).or_insert_with(|| rel.clone());
-                            }
+            let (at, base) = (dir.clone(), root.to_path_buf());
+            let listed = crate::storage::run_sync_bounded(
+                crate::storage::Place::Root,
+                &dir,
+                "reading notebooks for prune_assets",
+                move || read_folder(&at, &base),
+            );
+            match listed {
+                Ok(Ok(folder)) => {
+                    stack.extend(folder.subdirs);
+                    self.unreadable.extend(folder.unreadable);
+                    for (rel, text) in folder.notebooks {
+                        let mut hashes = HashSet::new();
+                        notebook_hashes(&text, &mut hashes);
+                        for h in hashes {
+                            self.notebooks.entry(h).or_insert_with(|| rel.clone());
                         }
-                        Err(e) => self.unreadable.push(format!("{rel} ({e})")),
                     }
                 }
+                Ok(Err(e)) => self.unreadable.push(format!("{} ({e})", dir.display())),
+                Err(e) => self.unreadable.push(format!("{} ({e})", dir.display())),
             }
         }
     }
+}
+
+/// One folder of the root as [`References::add_notebooks`] reads it.
+struct Folder {
+    subdirs: Vec<PathBuf>,
+    /// (root-relative path, text) of each notebook.
+    notebooks: Vec<(String, String)>,
+    unreadable: Vec<String>,
+}
+
+/// Lists `dir` and reads its notebooks (blocking; run behind a bound).
+fn read_folder(dir: &Path, root: &Path) -> std::io::Result<Folder> {
+    let mut folder = Folder {
+        subdirs: vec![],
+        notebooks: vec![],
+        unreadable: vec![],
+    };
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if meta.is_dir() {
+            if !matches!(name.as_ref(), ".git" | "node_modules" | "__pycache__") {
+                folder.subdirs.push(path);
+            }
+        } else if meta.is_file() && name.ends_with(".ipynb") {
+            let rel = path
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| path.display().to_string());
+            match std::fs::read(&path) {
+                Ok(bytes) => folder
+                    .notebooks
+                    .push((rel, String::from_utf8_lossy(&bytes).into_owned())),
+                Err(e) => folder.unreadable.push(format!("{rel} ({e})")),
+            }
+        }
+    }
+    Ok(folder)
 }
 
 /// Decides about each asset at time `now`. `file_exists` tells whether its file is present.

@@ -16,7 +16,9 @@ use super::leases::{self, stamp, AssetRow};
 use super::uri::AssetId;
 use super::{AssetError, Assets};
 
-/// An open spill file (removed on drop unless stored with [`Assets::put_spill`]).
+/// A spill file (removed on drop unless stored with [`Assets::put_spill`]). Nothing touches
+/// the disk until the first [`SpillFile::append`] (SPEC §8: most executions never spill, and
+/// an execution must not wait on a data dir that does not answer just to start).
 pub struct SpillFile {
     path: PathBuf,
     file: Option<BufWriter<File>>,
@@ -26,23 +28,27 @@ pub struct SpillFile {
 }
 
 impl SpillFile {
-    /// A new, empty spill file under `assets_dir/.spill/`.
+    /// A new spill file under `assets_dir/.spill/`, created on the first append.
     pub fn create(assets_dir: &Path) -> std::io::Result<SpillFile> {
         let dir = assets_dir.join(".spill");
-        std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.jsonl.tmp", uuid::Uuid::new_v4().simple()));
-        let file = File::create(&path)?;
         Ok(SpillFile {
             path,
-            file: Some(BufWriter::new(file)),
+            file: None,
             hasher: Sha256::new(),
             bytes: 0,
             outputs: 0,
         })
     }
 
-    /// Appends outputs, one JSON line each.
+    /// Appends outputs, one JSON line each (creating the file on the first call).
     pub fn append(&mut self, outputs: &[Value]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            self.file = Some(BufWriter::new(File::create(&self.path)?));
+        }
         let Some(f) = self.file.as_mut() else {
             return Ok(());
         };
@@ -69,9 +75,20 @@ impl SpillFile {
 }
 
 impl Drop for SpillFile {
+    /// Closes and removes the file on a thread of its own: on a data dir that does not answer
+    /// (SPEC §8) the close and the unlink hang, and the dropping worker must not.
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.path);
+        if let Some(file) = self.file.take() {
+            let path = std::mem::take(&mut self.path);
+            let spawned = std::thread::Builder::new()
+                .name("jmcp-spill-drop".into())
+                .spawn(move || {
+                    drop(file);
+                    let _ = std::fs::remove_file(&path);
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("could not remove a spill file: no thread ({e})");
+            }
         }
     }
 }

@@ -73,7 +73,7 @@ pub async fn load(
     timeout: Duration,
 ) -> Result<LoadReport> {
     check_name(name)?;
-    let path = engine.notebook_path(notebook)?;
+    let path = engine.resolve_notebook(notebook).await?;
     let svc = service(engine);
     let key = svc.key().await?;
     let paths = CheckpointPaths::new(&svc.root, &path.rel, name);

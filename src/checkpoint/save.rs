@@ -34,7 +34,7 @@ pub async fn save(
     timeout: Duration,
 ) -> Result<SaveReport> {
     check_name(name)?;
-    let path = engine.notebook_path(notebook)?;
+    let path = engine.resolve_notebook(notebook).await?;
     if !engine.has_live_kernel(&path) {
         return Err(CheckpointError::Kernel(format!(
             "no kernel is running for '{}', so there are no variables to save: run the notebook's \
@@ -65,14 +65,40 @@ pub async fn save(
         ),
         None => python::save_code(path_str(&temp)?, variables.as_deref()),
     };
+    // On a thread of its own: the data dir may not answer (SPEC §8); never on the runtime.
     let remove_temp = |temp: &Path| {
-        let _ = std::fs::remove_file(temp);
+        let temp = temp.to_path_buf();
+        let _ = std::thread::Builder::new()
+            .name("jmcp-checkpoint-cleanup".into())
+            .spawn(move || {
+                let _ = std::fs::remove_file(temp);
+            });
     };
-    let run = match engine.run_internal(&path, &code, timeout).await {
+    // The kernel writes the data file into the data dir: if that stops answering meanwhile
+    // (the breaker opens), stop waiting; the kernel's temp file is collected later.
+    let mut opened =
+        crate::storage::current().map(|s| s.breaker(crate::storage::Place::DataDir).subscribe());
+    let breaker_opened = async {
+        match opened.as_mut() {
+            Some(rx) => {
+                let _ = rx.wait_for(|open| *open).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let internal = tokio::select! {
+        r = engine.run_internal(&path, &code, timeout) => r,
+        _ = breaker_opened => Err(EngineError::Storage(crate::storage::StorageUnavailable {
+            path: temp.clone(),
+            what: "the kernel writing the checkpoint".into(),
+            detail: "stopped waiting: the data dir failed its storage probe meanwhile (the kernel finishes the write when it answers again; the partial file is collected later)".into(),
+        })),
+    };
+    let run = match internal {
         Ok(r) => r,
         Err(e) => {
             // After a timeout the kernel may still be writing: the file is collected later.
-            if !matches!(e, EngineError::Timeout(_)) {
+            if !matches!(e, EngineError::Timeout(_) | EngineError::Storage(_)) {
                 remove_temp(&temp);
             }
             return Err(e.into());

@@ -45,7 +45,7 @@ impl Engine {
         }
         let ids = nb.cell_ids();
         let p = path.clone();
-        blocking(move || {
+        blocking(&path.abs, "creating the notebook", move || {
             let loc = p.loc();
             loc.create_parent_dirs().map_err(|e| {
                 EngineError::InvalidArgument(format!(
@@ -67,7 +67,10 @@ impl Engine {
         end: Option<usize>,
     ) -> EngineResult<(Vec<CellView>, usize, Option<serde_json::Value>)> {
         let p = path.clone();
-        let nb = blocking(move || notebook_ops::load(&p)).await?;
+        let nb = blocking(&path.abs, "reading the notebook", move || {
+            notebook_ops::load(&p)
+        })
+        .await?;
         let total = nb.cells.len();
         let start = start.unwrap_or(0).min(total);
         let end = end.unwrap_or(total).clamp(start, total);
@@ -88,7 +91,10 @@ impl Engine {
         index: Option<usize>,
     ) -> EngineResult<CellView> {
         let p = path.clone();
-        let nb = blocking(move || notebook_ops::load(&p)).await?;
+        let nb = blocking(&path.abs, "reading the notebook", move || {
+            notebook_ops::load(&p)
+        })
+        .await?;
         let i = match (cell_id, index) {
             (Some(id), _) => index_of(&nb, &path.rel, id)?,
             (None, Some(i)) if i < nb.cells.len() => i,
@@ -243,7 +249,8 @@ impl Engine {
         limit: usize,
     ) -> EngineResult<Vec<(String, u64, String)>> {
         let root = self.config().root.clone();
-        blocking(move || {
+        let base = root.path().join(dir.as_deref().unwrap_or(""));
+        blocking(&base, "listing notebooks", move || {
             let base = match dir.as_deref() {
                 None | Some("") | Some(".") => root.path().to_path_buf(),
                 Some(d) => root.resolve(d)?.abs,
@@ -296,7 +303,10 @@ impl Engine {
     ) -> EngineResult<(R, Vec<String>)> {
         let session_lock = self.session(path).file_lock.clone();
         let p = path.clone();
-        blocking(move || notebook_ops::update(&p, &session_lock, f)).await
+        blocking(&path.abs, "writing the notebook", move || {
+            notebook_ops::update(&p, &session_lock, f)
+        })
+        .await
     }
 }
 
@@ -313,7 +323,9 @@ fn view(c: &Cell, index: usize) -> CellView {
 }
 
 async fn blocking<R: Send + 'static>(
+    path: &std::path::Path,
+    what: &str,
     f: impl FnOnce() -> EngineResult<R> + Send + 'static,
 ) -> EngineResult<R> {
-    notebook_ops::blocking_io(f).await
+    notebook_ops::blocking_io(path, what, f).await
 }

@@ -51,6 +51,10 @@ pub enum EngineError {
     /// An operation did not finish in time.
     #[error("{0}")]
     Timeout(String),
+    /// Storage (the root or the data dir) did not answer within `--storage-timeout`, or
+    /// its breaker is open (SPEC §8).
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageUnavailable),
     /// `--max-kernels` is reached.
     #[error("cannot start a kernel for '{notebook}': this server already runs {limit} kernel(s), its limit (--max-kernels {limit}): {running}. Stop one with shutdown_kernel (an idle one first), or restart the server with a higher --max-kernels")]
     KernelLimit {

@@ -194,10 +194,15 @@ impl Engine {
 
     async fn kernel_view(&self, session: &Arc<NotebookSession>) -> EngineResult<KernelView> {
         let nb = session.path.rel.clone();
-        let queue_depth = self
+        // From state.db; from memory when it does not answer at once (SPEC §8: list_kernels
+        // needs no storage).
+        let counted = self
             .store()
-            .call(move |c| store::executions::pending_count(c, &nb))
-            .await?;
+            .call(move |c| store::executions::pending_count(c, &nb));
+        let queue_depth = match tokio::time::timeout(super::ops::LIVE_READ_BOUND, counted).await {
+            Ok(Ok(n)) => n,
+            _ => self.live().pending_of(&session.path.rel) as i64,
+        };
         let kernel = session.kernel.lock().ok().and_then(|k| k.clone());
         Ok(match kernel {
             Some(k) => KernelView {

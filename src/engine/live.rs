@@ -58,6 +58,18 @@ impl LiveRegistry {
         self.pending.load(Ordering::Relaxed).max(0) as usize
     }
 
+    /// Executions of `notebook` pending in this registry (for answers from memory).
+    pub fn pending_of(&self, notebook: &str) -> usize {
+        self.map
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|l| l.notebook == notebook && *l.status.borrow() == Status::Pending)
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Registers a new pending execution of `notebook` (and `cell_id`).
     pub fn insert(&self, id: &str, notebook: &str, cell_id: Option<&str>) -> Arc<LiveExecution> {
         let (tx, _) = watch::channel(Status::Pending);

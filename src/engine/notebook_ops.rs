@@ -23,12 +23,25 @@ const FILE_JOB_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 static FILE_JOBS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FILE_JOBS);
 
-/// Runs blocking notebook file I/O on the blocking pool, holding one of the
-/// [`MAX_FILE_JOBS`] permits for its whole duration. Errors: the permit did not come within
-/// a minute (that many operations are stuck on the file system), or the task panicked.
+/// Runs blocking notebook file I/O on `path` (absolute; the notebook or folder it touches)
+/// on the blocking pool, holding one of the [`MAX_FILE_JOBS`] permits for its whole duration,
+/// bounded by `--storage-timeout` (SPEC §8: a hung file system costs this call one abandoned
+/// thread, never a runtime worker). Errors: the root's breaker is open, the folder has a
+/// hung call, or `f` did not answer in time ([`EngineError::Storage`], naming `path` and
+/// `what`); the permit did not come within a minute; the task panicked.
 pub async fn blocking_io<R: Send + 'static>(
+    path: &std::path::Path,
+    what: &str,
     f: impl FnOnce() -> EngineResult<R> + Send + 'static,
 ) -> EngineResult<R> {
+    if let Some(storage) = crate::storage::current() {
+        storage
+            .check(crate::storage::Place::Root)
+            .map_err(|mut e| {
+                e.what = what.to_string();
+                e
+            })?;
+    }
     let permit = tokio::time::timeout(FILE_JOB_WAIT, FILE_JOBS.acquire())
         .await
         .map_err(|_| {
@@ -38,12 +51,11 @@ pub async fn blocking_io<R: Send + 'static>(
             ))
         })?
         .map_err(|e| EngineError::InvalidArgument(format!("internal error: {e}")))?;
-    tokio::task::spawn_blocking(move || {
+    crate::storage::run_bounded(crate::storage::Place::Root, path, what, move || {
         let _permit = permit;
         f()
     })
-    .await
-    .map_err(|e| EngineError::InvalidArgument(format!("internal task failed: {e}")))?
+    .await?
 }
 
 /// Per-notebook write lock (blocking contexts only).

@@ -13,6 +13,10 @@ use super::{notebook_ops, Engine, EngineError, EngineResult, ExecutionView, Subm
 use crate::paths::RootedPath;
 use crate::store::{self, NewExecution, StartedOn, Status};
 
+/// How long reading an execution this process knows in memory may wait for `state.db`
+/// before it is answered from memory (SPEC §8: within 1 s while storage hangs).
+pub const LIVE_READ_BOUND: Duration = Duration::from_millis(400);
+
 impl Engine {
     /// The kernelspec a notebook runs with: `requested`, else the notebook's
     /// `metadata.kernelspec.name`, else the configured default. Errors list installed specs.
@@ -197,12 +201,33 @@ impl Engine {
     }
 
     /// The execution now (outputs so far while it runs).
+    ///
+    /// Read from `state.db`; for an execution of this process whose row cannot be read within
+    /// [`LIVE_READ_BOUND`], from memory (with a note naming the store problem).
     pub async fn execution(&self, id: &str) -> EngineResult<ExecutionView> {
         let owned = id.to_string();
-        let stored = self
+        let live = self.live().get(id);
+        let read = self
             .store()
-            .call(move |c| store::executions::get(c, &owned))
-            .await;
+            .call(move |c| store::executions::get(c, &owned));
+        // An execution of this process is known in memory: its answer never waits on storage
+        // longer than LIVE_READ_BOUND (SPEC §8: get_execution of a running one answers).
+        let stored = match &live {
+            Some(_) => match tokio::time::timeout(LIVE_READ_BOUND, read).await {
+                Ok(r) => r,
+                Err(_) => Err(store::StoreError::Task(format!(
+                    "the state database did not answer within {} ms",
+                    LIVE_READ_BOUND.as_millis()
+                ))),
+            },
+            None => read.await,
+        };
+        let stored = match (stored, &live) {
+            (Err(e), Some(l)) if self.unrecorded().lookup(id).is_none() => {
+                Ok(Some(super::unrecorded::from_memory(id, l, &e)))
+            }
+            (other, _) => other,
+        };
         // An end the store refused is known here first (see unrecorded.rs).
         let rec = match (stored, self.unrecorded().lookup(id)) {
             (Ok(Some(r)), _) if r.status.is_terminal() => r,
@@ -358,7 +383,19 @@ impl Engine {
         }
         // Fresh kernelspecs for the lookup below (and a clear error when the gateway is down).
         self.refresh_gateway_kernelspecs().await?;
-        let spec = self.kernelspec_for(&session.path, requested)?;
+        let spec = match requested {
+            Some(_) => self.kernelspec_for(&session.path, requested)?,
+            None => {
+                // Reads the notebook's metadata: bounded, the root may not answer (SPEC §8).
+                let (me, path) = (self.clone(), session.path.clone());
+                notebook_ops::blocking_io(
+                    &session.path.abs,
+                    "reading the notebook's kernelspec",
+                    move || me.kernelspec_for(&path, None),
+                )
+                .await?
+            }
+        };
         let kernel = session::launch_kernel(self, session, &spec).await?;
         if let Ok(mut k) = session.kernel.lock() {
             *k = Some(kernel.clone());
@@ -408,26 +445,31 @@ impl Engine {
     /// into the notebook, as JupyterLab and nbclient do.
     async fn record_kernel_metadata(&self, session: &Arc<NotebookSession>, kernel: &RunningKernel) {
         let (path, lock) = (session.path.clone(), session.file_lock.clone());
-        if !path.abs.exists() {
-            return;
-        }
+        let abs = path.abs.clone();
         let spec = json!({
             "display_name": kernel.spec.display_name,
             "language": kernel.spec.language,
             "name": kernel.spec.name,
         });
         let language_info = kernel.kernel_info.get("language_info").cloned();
-        let r = tokio::task::spawn_blocking(move || {
-            notebook_ops::update(&path, &lock, |nb| {
-                complete_kernelspec(&mut nb.metadata, spec);
-                if let Some(li) = language_info {
-                    nb.metadata.insert("language_info".into(), li);
+        let r = notebook_ops::blocking_io(
+            &abs.clone(),
+            "recording the kernel in the notebook",
+            move || {
+                if !abs.exists() {
+                    return Ok(((), vec![]));
                 }
-                Ok(())
-            })
-        })
+                notebook_ops::update(&path, &lock, |nb| {
+                    complete_kernelspec(&mut nb.metadata, spec);
+                    if let Some(li) = language_info {
+                        nb.metadata.insert("language_info".into(), li);
+                    }
+                    Ok(())
+                })
+            },
+        )
         .await;
-        if let Ok(Err(e)) | Err(e) = r.map_err(|e| EngineError::InvalidArgument(e.to_string())) {
+        if let Err(e) = r {
             tracing::warn!("could not record kernel metadata: {e}");
         }
     }

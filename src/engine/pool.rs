@@ -170,9 +170,10 @@ impl From<String> for NotStarted {
 async fn start_one(engine: &Engine) -> Result<Pooled, NotStarted> {
     let cfg = engine.config();
     let spec = jmcp_kernel::find_kernelspec(&cfg.default_kernel).map_err(|e| e.to_string())?;
-    let checkpoints = session::checkpoints_dir(cfg);
+    let (checkpoints, _) = session::prepare_data_dir(engine)
+        .await
+        .map_err(|e| e.to_string())?;
     let runtime_dir = cfg.kernels_dir();
-    jmcp_kernel::launch::ensure_private_dir(&runtime_dir).map_err(|e| e.to_string())?;
     let opts = LaunchOptions {
         // Neutral: no notebook's folder; the claim moves the kernel to its notebook's folder.
         cwd: runtime_dir.clone(),

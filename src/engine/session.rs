@@ -209,12 +209,23 @@ pub async fn launch_kernel(
     if let Some(gateway) = &cfg.gateway {
         return super::remote::launch(engine, session, spec, gateway).await;
     }
-    let checkpoints = checkpoints_dir(cfg);
+    let (checkpoints, data) = prepare_data_dir(engine).await?;
+    // The kernel's working folder must answer too (its spawn enters it), bounded (SPEC §8).
+    let dir = cwd.clone();
+    let real_cwd = engine
+        .storage()
+        .run(
+            crate::storage::Place::Root,
+            &cwd,
+            "entering the notebook's folder to start its kernel",
+            move || dir.canonicalize(),
+        )
+        .await?;
     // Landlock can only allow: hiding a data dir that lies inside the kernel's working folder
     // would stop the kernel from creating files in its own folder. Such a layout cannot keep
     // the data dir from the kernel at all; say so rather than break the user's code.
-    let inside_cwd = match (cfg.data_dir.canonicalize(), cwd.canonicalize()) {
-        (Ok(data), Ok(dir)) => data.starts_with(dir),
+    let inside_cwd = match (data, real_cwd) {
+        (Some(data), Ok(dir)) => data.starts_with(dir),
         _ => false,
     };
     let hide = if inside_cwd {
@@ -314,6 +325,36 @@ pub(super) fn install_started(
     };
     watch_kernel(engine, session, &kernel, exit_tx, exit);
     kernel
+}
+
+/// Prepares the data dir for a local kernel launch, bounded by `--storage-timeout` (SPEC §8):
+/// creates the checkpoints folder and the private kernels folder (the connection file and the
+/// kernel log are written there next) and resolves the data dir. Returns the checkpoints
+/// folder and the data dir's real path (None if it cannot be resolved). Errors: the data dir
+/// does not answer ([`super::EngineError::Storage`]) or the kernels folder cannot be made.
+///
+/// A freeze that starts between this check and the launch's own writes is not bounded (the
+/// launch runs on the async runtime); this check makes that window a few milliseconds.
+pub(super) async fn prepare_data_dir(
+    engine: &super::Engine,
+) -> EngineResult<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+    let cfg = engine.config().clone();
+    let kernels = cfg.kernels_dir();
+    let (checkpoints, made, data) = engine
+        .storage()
+        .run(
+            crate::storage::Place::DataDir,
+            &kernels,
+            "preparing the kernel's connection file",
+            move || {
+                let checkpoints = checkpoints_dir(&cfg);
+                let made = jmcp_kernel::launch::ensure_private_dir(&cfg.kernels_dir());
+                (checkpoints, made, cfg.data_dir.canonicalize().ok())
+            },
+        )
+        .await?;
+    made?;
+    Ok((checkpoints, data))
 }
 
 /// `DATA_DIR/checkpoints`, created (0700) if missing: kernels write and read their checkpoint

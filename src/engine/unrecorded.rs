@@ -159,6 +159,30 @@ pub(super) async fn settle(
     record_final(engine, done.clone()).await.then_some(done)
 }
 
+/// The record of an execution of this process built from memory, when its row cannot be
+/// read (`e`): status, outputs so far, a note naming the store problem.
+pub(super) fn from_memory(
+    id: &str,
+    live: &super::live::LiveExecution,
+    e: &StoreError,
+) -> ExecutionRecord {
+    if let Some(done) = live.final_record.lock().ok().and_then(|f| f.clone()) {
+        return done;
+    }
+    let mut rec = placeholder(id);
+    rec.notebook = live.notebook.clone();
+    rec.cell_id = live.cell_id.clone();
+    rec.status = *live.status.borrow();
+    if let Ok(p) = live.partial.lock() {
+        rec.outputs = p.0.as_ref().clone();
+        rec.execution_count = p.1;
+    }
+    rec.note = Some(format!(
+        "answered from memory: the state database is not answering ({e}); the execution goes on"
+    ));
+    rec
+}
+
 /// A record for an execution whose row cannot be read (the store failed twice in a row).
 fn placeholder(id: &str) -> ExecutionRecord {
     ExecutionRecord {

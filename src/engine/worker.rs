@@ -304,6 +304,12 @@ async fn run_one(
         match writeback::flush(session, pending).await {
             Ok(notes) if !notes.is_empty() => note = Some(join_notes(note, &notes)),
             Ok(_) => {}
+            Err(EngineError::Storage(e)) => {
+                note = Some(join_notes(
+                    note,
+                    &[format!("outputs are kept in memory and in this execution record, and are written to the notebook when its storage answers again ({})", e.detail)],
+                ))
+            }
             Err(e) => {
                 note = Some(join_notes(
                     note,

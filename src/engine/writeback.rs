@@ -18,6 +18,8 @@ use super::EngineError;
 
 /// Longest a finished execution's outputs wait before reaching the file.
 pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// When the root did not answer, how long until the held outputs are tried again.
+pub const RETRY_AFTER_STORAGE: Duration = Duration::from_secs(1);
 /// Most executions folded into one notebook write.
 pub const MAX_ITEMS: usize = 64;
 
@@ -68,8 +70,10 @@ impl Pending {
 }
 
 /// Writes every pending item in one notebook update; returns notes (cell deleted meanwhile,
-/// merged with edits made on disk). On error the items are dropped from the queue: their
-/// outputs stay in the execution records.
+/// merged with edits made on disk). When storage does not answer
+/// ([`EngineError::Storage`]) the items stay queued and are retried after
+/// [`RETRY_AFTER_STORAGE`]; on any other error they are dropped from the queue: their outputs
+/// stay in the execution records.
 pub async fn flush(
     session: &Arc<NotebookSession>,
     pending: &mut Pending,
@@ -109,7 +113,8 @@ pub async fn flush(
     }
     let widgets = session.widgets.lock().ok().and_then(|w| w.metadata());
     let (path, lock) = (session.path.clone(), session.file_lock.clone());
-    let result = tokio::task::spawn_blocking(move || {
+    let abs = path.abs.clone();
+    let result = notebook_ops::blocking_io(&abs, "writing outputs into the notebook", move || {
         notebook_ops::update(&path, &lock, |nb| {
             let mut notes = Vec::new();
             if let Some(widgets) = widgets {
@@ -141,8 +146,14 @@ pub async fn flush(
             Ok(notes)
         })
     })
-    .await
-    .map_err(|e| EngineError::InvalidArgument(format!("notebook write task failed: {e}")))?;
+    .await;
+    if let Err(EngineError::Storage(e)) = &result {
+        // The root did not answer (SPEC §8): the outputs stay queued here and are written
+        // when it answers again (retried every RETRY_AFTER_STORAGE); records have them.
+        tracing::warn!(notebook = %session.path.rel, "outputs wait in memory for the notebook file: {e}");
+        pending.items = items;
+        pending.since = Some(Instant::now() + RETRY_AFTER_STORAGE.saturating_sub(MAX_DELAY));
+    }
     let (mut notes, merge_notes) = result?;
     notes.extend(merge_notes);
     if let Ok(mut current) = session.displays.lock() {

@@ -50,7 +50,7 @@ async fn upgrade(
 ) -> Response {
     let filter = match q.notebook.as_deref() {
         None | Some("") => None,
-        Some(n) => match engine.notebook_path(n) {
+        Some(n) => match engine.resolve_notebook(n).await {
             Ok(p) => Some(p.rel),
             Err(e) => {
                 let body = serde_json::json!({"error": format!("notebook filter refused: {e}")});

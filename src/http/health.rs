@@ -24,8 +24,8 @@ pub(super) async fn live() -> Response {
 }
 
 /// `GET /health/ready`: 200 when recovery has finished, `state.db` answers a query within
-/// [`DB_DEADLINE`] and every readiness hook (e.g. the storage breaker of SPEC §8, once it
-/// exists) is satisfied; else 503 with `{"status": "not ready", "reasons": [...]}`.
+/// [`DB_DEADLINE`], both storage breakers (SPEC §8) are closed and every readiness hook is
+/// satisfied; else 503 with `{"status": "not ready", "reasons": [...]}`.
 pub(super) async fn ready(State(app): State<AppState>) -> Response {
     let mut reasons: Vec<String> = Vec::new();
     if app.draining() {
@@ -52,6 +52,8 @@ pub(super) async fn ready(State(app): State<AppState>) -> Response {
             DB_DEADLINE.as_secs()
         )),
     }
+    // The storage breakers (SPEC §8): memory only.
+    reasons.extend(app.engine.storage().not_ready_reasons());
     for check in &app.ready_checks {
         if let Some(why) = check() {
             reasons.push(why);

@@ -83,19 +83,27 @@ impl JupyterMcp {
             .unwrap_or_else(|_| "MCP client".into())
     }
 
-    /// Resolves a notebook path or returns the tool error to give back.
-    pub(crate) fn path(&self, notebook: &str) -> Result<RootedPath, rmcp::model::CallToolResult> {
+    /// Resolves a notebook path or returns the tool error to give back. Bounded by
+    /// `--storage-timeout` (resolving symlinks touches the root, SPEC §8).
+    pub(crate) async fn path(
+        &self,
+        notebook: &str,
+    ) -> Result<RootedPath, rmcp::model::CallToolResult> {
         self.engine
-            .notebook_path(notebook)
+            .resolve_notebook(notebook)
+            .await
             .map_err(|e| fail(e.to_string()))
     }
 
     /// Resolves an optional notebook filter to its root-relative path.
-    pub(crate) fn optional_notebook(
+    pub(crate) async fn optional_notebook(
         &self,
         notebook: Option<&str>,
     ) -> Result<Option<String>, rmcp::model::CallToolResult> {
-        notebook.map(|n| self.path(n).map(|p| p.rel)).transpose()
+        match notebook {
+            None => Ok(None),
+            Some(n) => self.path(n).await.map(|p| Some(p.rel)),
+        }
     }
 
     /// The input schema of the tool called `name`, if there is one.

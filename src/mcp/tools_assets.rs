@@ -146,15 +146,29 @@ fn store() -> Result<Assets, CallToolResult> {
     assets::current().ok_or_else(|| fail("the asset store is not initialized"))
 }
 
-/// Runs blocking asset work off the async threads.
+/// Runs blocking asset work (index queries in `state.db`, asset files) off the async threads,
+/// bounded (SPEC §8): it fails at once while the data dir's breaker is open, and after
+/// `--storage-timeout` times `slow` (1 for one asset or one page of the index; more for
+/// `prune_assets`, which also reads every notebook, each folder bounded on its own) when the
+/// data dir does not answer. An abandoned call finishes on its own thread.
 async fn off_thread<R: Send + 'static>(
+    dir: &std::path::Path,
+    what: &str,
+    slow: u32,
     f: impl FnOnce() -> Result<R, assets::AssetError> + Send + 'static,
 ) -> Result<R, CallToolResult> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(fail(e.to_string())),
-        Err(e) => Err(fail(format!("asset task failed: {e}"))),
-    }
+    let r = match crate::storage::current() {
+        Some(s) => {
+            let bound = s.timeout * slow.max(1);
+            s.run_for(crate::storage::Place::DataDir, dir, what, bound, f)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+        }
+        None => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| fail(format!("asset task failed: {e}")))?,
+    };
+    r.map_err(|e| fail(e.to_string()))
 }
 
 #[tool_router(router = asset_tools, vis = "pub(crate)")]
@@ -168,7 +182,9 @@ impl JupyterMcp {
         let store = tool_try!(store());
         let s = store.clone();
         let reference = a.asset.clone();
-        let content = tool_try!(off_thread(move || s.read(&reference)).await);
+        let dir = store.dir().to_path_buf();
+        let content =
+            tool_try!(off_thread(&dir, "reading the asset", 1, move || s.read(&reference)).await);
         let mut result = AssetRead {
             asset: content.uri.clone(),
             mime_type: content.mime_type.clone(),
@@ -238,12 +254,17 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ListAssetsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()).await);
         let store = tool_try!(store());
         let offset = a.offset.unwrap_or(0);
         let limit = a.limit.unwrap_or(100).clamp(1, 1000);
-        let (rows, total) =
-            tool_try!(off_thread(move || store.list(notebook.as_deref(), offset, limit)).await);
+        let (rows, total) = tool_try!(
+            off_thread(store.dir(), "listing assets", 1, {
+                let store = store.clone();
+                move || store.list(notebook.as_deref(), offset, limit)
+            })
+            .await
+        );
         let mut text = format!(
             "{total} asset(s){}\n",
             if rows.len() < total {
@@ -287,11 +308,15 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<PruneAssetsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()).await);
         let store = tool_try!(store());
         let dry_run = a.dry_run.unwrap_or(false);
         let report = tool_try!(
-            off_thread(move || store.prune(notebook.as_deref(), dry_run, chrono::Utc::now())).await
+            off_thread(store.dir(), "pruning assets", 12, {
+                let store = store.clone();
+                move || store.prune(notebook.as_deref(), dry_run, chrono::Utc::now())
+            })
+            .await
         );
         let mut result = PruneResult {
             dry_run: report.dry_run,

@@ -494,7 +494,8 @@ impl JupyterMcp {
                 Ok(()) => {
                     let notebook = self
                         .engine
-                        .notebook_path(&a.notebook)
+                        .resolve_notebook(&a.notebook)
+                        .await
                         .map(|p| p.rel)
                         .unwrap_or(a.notebook);
                     let text = format!("deleted checkpoint '{}' of {}", a.name, notebook);

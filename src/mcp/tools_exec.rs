@@ -178,7 +178,7 @@ impl JupyterMcp {
         &self,
         a: &ExecuteCellArgs,
     ) -> Result<(RootedPath, String), CallToolResult> {
-        let path = self.path(&a.notebook)?;
+        let path = self.path(&a.notebook).await?;
         let cell = self
             .engine
             .cell(&path, a.cell_id.as_deref(), a.index)
@@ -198,8 +198,13 @@ impl JupyterMcp {
         &self,
         a: &ExecuteCodeArgs,
     ) -> Result<(RootedPath, String), CallToolResult> {
-        let path = self.path(&a.notebook)?;
-        if !path.abs.exists() {
+        let path = self.path(&a.notebook).await?;
+        if !self
+            .engine
+            .notebook_exists(&path)
+            .await
+            .map_err(tool_error)?
+        {
             return Err(tool_error(EngineError::NotebookMissing {
                 notebook: path.rel,
             }));
@@ -233,7 +238,7 @@ impl JupyterMcp {
         &self,
         a: &RunAllArgs,
     ) -> Result<(Vec<String>, Vec<SkippedCell>), CallToolResult> {
-        let path = self.path(&a.notebook)?;
+        let path = self.path(&a.notebook).await?;
         let cells = self.engine.all_cells(&path).await.map_err(tool_error)?;
         let mut items = Vec::new();
         let mut skipped = Vec::new();
@@ -483,7 +488,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ListExecutionsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()));
+        let notebook = tool_try!(self.optional_notebook(a.notebook.as_deref()).await);
         let status = match a.status.as_deref().map(|s| Status::parse(s).ok_or(s)).transpose() {
             Ok(s) => s,
             Err(bad) => return Ok(fail(format!(
@@ -535,7 +540,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<SendInputArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(match self.engine.send_input(&path, &a.text).await {
             Ok(()) => ok(&InputSent { ok: true }, "input sent".into(), vec![]),
             Err(e) => tool_error(e),

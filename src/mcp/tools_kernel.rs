@@ -123,7 +123,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<StartKernelArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(kernel_result(
             self.engine
                 .start_kernel(&path, a.kernel_name.as_deref())
@@ -163,7 +163,12 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        // A notebook with a session is found in memory: interrupting needs no storage and
+        // answers while the root does not (SPEC §8).
+        let path = match self.engine.known_notebook_path(&a.notebook) {
+            Some(p) => p,
+            None => tool_try!(self.path(&a.notebook).await),
+        };
         Ok(kernel_result(
             self.engine.interrupt(&path).await,
             "interrupted",
@@ -176,7 +181,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(kernel_result(self.engine.restart(&path).await, "restarted"))
     }
 
@@ -186,7 +191,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(kernel_result(
             self.engine.shutdown_kernel(&path).await,
             "shut down",
@@ -199,7 +204,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<NotebookArg>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(
             match self
                 .engine

@@ -110,7 +110,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<CreateNotebookArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         let cells = a
             .cells
             .unwrap_or_default()
@@ -150,7 +150,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ReadNotebookArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         let mode = a.outputs.unwrap_or_else(|| "summary".into());
         if !["none", "summary", "full"].contains(&mode.as_str()) {
             return Ok(results::fail(format!(
@@ -202,7 +202,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<InsertCellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         let position = match (a.index, a.after_cell_id) {
             (Some(_), Some(_)) => {
                 return Ok(results::fail("give index or after_cell_id, not both"))
@@ -235,7 +235,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<EditCellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(
             match self
                 .engine
@@ -259,7 +259,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<CellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(
             match self.engine.delete_cell(&path, a.cell_id.clone()).await {
                 Ok(notes) => changed(
@@ -279,7 +279,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<MoveCellArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(
             match self
                 .engine
@@ -303,7 +303,7 @@ impl JupyterMcp {
         &self,
         Parameters(a): Parameters<ClearOutputsArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let path = tool_try!(self.path(&a.notebook));
+        let path = tool_try!(self.path(&a.notebook).await);
         Ok(match self.engine.clear_outputs(&path, a.cell_id).await {
             Ok(n) => ok(
                 &OutputsCleared {

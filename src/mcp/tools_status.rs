@@ -53,8 +53,8 @@ pub struct ServerStatus {
     pub sessions: usize,
     /// Clients subscribed to /events.
     pub events_clients: usize,
-    /// Storage state: "ok" (the storage probe and breaker of SPEC §8 do not exist yet, so this
-    /// is always "ok" for now).
+    /// Storage state (SPEC §8): "ok" while both storage breakers (data dir, root) are
+    /// closed, else what is not answering and since when.
     pub storage: String,
 }
 
@@ -86,7 +86,7 @@ impl JupyterMcp {
                 ServerTransport::Http => e.mcp_sessions().load(Ordering::Relaxed),
             },
             events_clients: e.events().subscribers(),
-            storage: "ok".into(),
+            storage: e.storage().state(),
         };
         let by_state = if status.kernels.is_empty() {
             "none".to_string()

@@ -377,6 +377,18 @@ pub fn cancel_pending(conn: &Connection, id: &str, note: &str) -> Result<bool, S
     Ok(n == 1)
 }
 
+/// Withdraws an execution its caller was told was not accepted (the accept commit landed
+/// after the caller gave up): `pending`, or `running` as accepted on an idle queue and never
+/// sent (the worker never got it), becomes `cancelled`. Returns false if it was neither.
+pub fn withdraw(conn: &Connection, id: &str, note: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE executions SET status = 'cancelled', note = ?2, finished_at = ?3
+         WHERE id = ?1 AND status IN ('pending', 'running')",
+        params![id, note, super::now()],
+    )?;
+    Ok(n == 1)
+}
+
 /// Cancels every pending execution of a batch; returns their ids. An IMMEDIATE transaction:
 /// it takes the write lock before reading, so a writer on another connection makes it wait
 /// (busy timeout) instead of failing at once with `SQLITE_BUSY` between the read and the write.

@@ -151,12 +151,14 @@ pub struct NotebookQuery {
 /// `GET /api/view/notebook?path=P`.
 pub async fn notebook(State(app): State<AppState>, Query(q): Query<NotebookQuery>) -> Response {
     let engine = &app.engine;
-    let path = match engine.notebook_path(&q.path) {
+    let path = match engine.resolve_notebook(&q.path).await {
         Ok(p) => p,
         Err(e) => return failed(e),
     };
-    if !path.abs.exists() {
-        return failed(EngineError::NotebookMissing { notebook: path.rel });
+    match engine.notebook_exists(&path).await {
+        Ok(true) => {}
+        Ok(false) => return failed(EngineError::NotebookMissing { notebook: path.rel }),
+        Err(e) => return failed(e),
     }
     let (cells, _, kernelspec) = match engine.read_notebook(&path, None, None).await {
         Ok(r) => r,
@@ -226,7 +228,7 @@ pub struct TimelineQuery {
 /// `GET /api/view/executions`.
 pub async fn executions(State(app): State<AppState>, Query(q): Query<TimelineQuery>) -> Response {
     let notebook = match q.notebook.as_deref().filter(|n| !n.is_empty()) {
-        Some(n) => match app.engine.notebook_path(n) {
+        Some(n) => match app.engine.resolve_notebook(n).await {
             Ok(p) => Some(p.rel),
             Err(e) => return failed(e),
         },
@@ -295,7 +297,7 @@ pub async fn output(State(app): State<AppState>, Query(q): Query<OutputQuery>) -
             Err(e) => return failed(e),
         },
         (None, Some(nb), Some(cell)) => {
-            let path = match engine.notebook_path(nb) {
+            let path = match engine.resolve_notebook(nb).await {
                 Ok(p) => p,
                 Err(e) => return failed(e),
             };

@@ -90,7 +90,7 @@ pub async fn interrupt(
     if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
         return r;
     }
-    let path = match app.engine.notebook_path(&b.notebook) {
+    let path = match app.engine.resolve_notebook(&b.notebook).await {
         Ok(p) => p,
         Err(e) => return failed(e),
     };
@@ -108,7 +108,7 @@ pub async fn restart(
     if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
         return r;
     }
-    let path = match app.engine.notebook_path(&b.notebook) {
+    let path = match app.engine.resolve_notebook(&b.notebook).await {
         Ok(p) => p,
         Err(e) => return failed(e),
     };

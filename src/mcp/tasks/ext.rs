@@ -258,7 +258,7 @@ async fn update(svc: &JupyterMcp, params: &Value) -> RpcResult {
                         "inputResponses.{key}: an accepted answer needs content.input (a string)"
                     ),
                 ))?;
-            let path = svc.path(&rec.notebook).map_err(super::tool_failure)?;
+            let path = svc.path(&rec.notebook).await.map_err(super::tool_failure)?;
             svc.engine
                 .send_input(&path, text)
                 .await
