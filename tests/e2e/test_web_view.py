@@ -296,3 +296,35 @@ def test_the_timeline_names_the_sdk_client(daemon: Daemon, browser, sid: str, sh
     meta = browser.find_element(By.CSS_SELECTOR, ".nb-item[data-path='sdk.ipynb'] .nb-meta").text
     assert "pid" in meta and ("MiB" in meta or "KiB" in meta), meta
     shot(browser, shots, "09-timeline")
+
+
+@pytest.mark.timeout(90)
+def test_clear_output_empties_the_running_cell_in_the_page(daemon: Daemon, browser, sid: str,
+                                                          shots: Path):
+    """`clear_output()` empties the cell at once, `clear_output(wait=True)` when the next
+    output comes (as JupyterLab and nbclient do), from the `/events` clear_output event."""
+    d = daemon
+    (cell,) = make_notebook(d, sid, "clear.ipynb", [
+        "import time\nfrom IPython.display import clear_output\n"
+        "print('first output', flush=True)\ntime.sleep(2)\n"
+        "clear_output()\nprint('second output', flush=True)\ntime.sleep(3)\n"
+        "clear_output(wait=True)\ntime.sleep(1)\nprint('third output', flush=True)\n"
+        "time.sleep(600)"])
+    call(d, sid, "start_kernel", notebook="clear.ipynb")
+    sign_in(browser, d, "clear.ipynb")
+    r = call(d, sid, "execute_cell", notebook="clear.ipynb", cell_id=cell, timeout_s=0)
+
+    def live_text():
+        return js(browser, "const e = document.querySelector('.cell.running .outputs');"
+                           "return e ? e.textContent : '';")
+
+    wait_for(lambda: "first output" in live_text(), 30, "the first output in the page")
+    wait_for(lambda: "second output" in (t := live_text()) and "first output" not in t, 30,
+             "clear_output() to empty the cell before the second output")
+    shot(browser, shots, "07-cleared")
+    wait_for(lambda: "third output" in (t := live_text()) and "second output" not in t, 30,
+             "clear_output(wait=True) to empty the cell when the third output came")
+    call(d, sid, "interrupt_kernel", notebook="clear.ipynb")
+    done = call(d, sid, "get_execution", execution_id=r["execution_id"], wait_s=30)
+    assert done["status"] == "interrupted", done
+    call(d, sid, "shutdown_kernel", notebook="clear.ipynb")

@@ -196,6 +196,13 @@
     switch (ev.type) {
       case "execution": onExecution(ev); break;
       case "output": onOutput(ev); break;
+      case "clear_output": onClear(ev); break;
+      case "update_display":
+        // The updated display may be in this execution's cell or in another cell: read both.
+        if (ev.notebook !== S.selected) break;
+        if (S.live.has(ev.execution_id)) soon("exec-" + ev.execution_id, () => loadExecution(ev.execution_id), 250);
+        soon("notebook", loadNotebook, 800);
+        break;
       case "kernel": onKernel(ev); break;
       case "lagged":
         // Events were lost (this page fell behind a flood of output). Live streams carry on
@@ -240,10 +247,32 @@
     }
   }
 
+  function clearLive(l) {
+    l.chunks = [];
+    l.base = [];
+    l.size = 0;
+    l.clearPending = false;
+    l.version = (l.version || 0) + 1;
+  }
+
+  // clear_output: now, or (wait=True, as nbclient does) when the next output arrives.
+  function onClear(ev) {
+    if (ev.notebook !== S.selected) return;
+    const l = S.live.get(ev.execution_id);
+    if (!l) return;
+    if (ev.wait) {
+      l.clearPending = true;
+      return;
+    }
+    clearLive(l);
+    mark("live", "cells");
+  }
+
   function onOutput(ev) {
     if (ev.notebook !== S.selected) return;
     const l = S.live.get(ev.execution_id);
     if (!l) return;
+    if (l.clearPending) { clearLive(l); mark("cells"); }
     const o = ev.output || {};
     if (o.output_type === "stream") {
       const text = o.text || "";
