@@ -70,53 +70,43 @@ def test_idle_queue_accepts_and_starts_in_one_commit(dirs):
 
 
 @pytest.mark.timeout(120)
-def test_started_execution_whose_kernel_is_shut_down_before_sending_is_not_run(dirs):
+@pytest.mark.parametrize("stop", ["shutdown_kernel", "cancel_execution"])
+def test_started_execution_stopped_before_sending_is_not_run(dirs, stop):
+    """Accepted as started, then its kernel shut down (or the execution cancelled) before the
+    worker sent it: it ends `interrupted` ("not run"), runs nowhere, and no kernel is started
+    for it; after a cancel the kernel keeps serving."""
     base, root, data = dirs
     hooks = base / "hooks"
     hooks.mkdir()
     marker = base / "ran"
+    nb = f"{stop}.ipynb"
 
     async def body():
         async with server(base, root, data, hooks=hooks) as s:
             eid, resume = await held_submission(
-                s, hooks, "shut.ipynb", f"open({str(marker)!r}, 'w').write('ran')")
-            await ok(s, "shutdown_kernel", notebook="shut.ipynb")
+                s, hooks, nb, f"open({str(marker)!r}, 'w').write('ran')")
+            if stop == "shutdown_kernel":
+                await ok(s, "shutdown_kernel", notebook=nb)
+                pending = None
+            else:
+                marked = fifo(hooks / "cancel_marked.reached")
+                pending = asyncio.create_task(ok(s, "cancel_execution", execution_id=eid))
+                await read_fifo(marked)  # the cancel has marked it before the worker goes on
+                marked.unlink()
             await release_fifo(resume)
             resume.unlink()
+            if pending is not None:
+                await pending
             done = await ok(s, "get_execution", execution_id=eid, wait_s=30)
             assert done["status"] == "interrupted", done
             assert "not run" in str(done.get("error")), done
-            kernels = (await ok(s, "list_kernels"))["kernels"]
-            assert [k for k in kernels if k.get("pid")] == [], "no kernel was started for it"
-        assert not marker.exists(), "it ran"
-
-    asyncio.run(body())
-
-
-@pytest.mark.timeout(120)
-def test_started_execution_cancelled_before_sending_is_not_run(dirs):
-    base, root, data = dirs
-    hooks = base / "hooks"
-    hooks.mkdir()
-    marker = base / "ran"
-
-    async def body():
-        async with server(base, root, data, hooks=hooks) as s:
-            eid, resume = await held_submission(
-                s, hooks, "cancel.ipynb", f"open({str(marker)!r}, 'w').write('ran')")
-            marked = fifo(hooks / "cancel_marked.reached")
-            cancel = asyncio.create_task(ok(s, "cancel_execution", execution_id=eid))
-            await read_fifo(marked)  # the cancel has marked it before the worker goes on
-            marked.unlink()
-            await release_fifo(resume)
-            resume.unlink()
-            await cancel
-            done = await ok(s, "get_execution", execution_id=eid, wait_s=30)
-            assert done["status"] == "interrupted", done
-            assert "not run" in str(done.get("error")), done
-            after = await ok(s, "execute_code", notebook="cancel.ipynb", code="6 * 7")
-            assert after["status"] == "completed" and "42" in str(after["outputs"]), after
-            await ok(s, "shutdown_kernel", notebook="cancel.ipynb")
+            if stop == "shutdown_kernel":
+                kernels = (await ok(s, "list_kernels"))["kernels"]
+                assert [k for k in kernels if k.get("pid")] == [], "no kernel was started for it"
+            else:
+                after = await ok(s, "execute_code", notebook=nb, code="6 * 7")
+                assert after["status"] == "completed" and "42" in str(after["outputs"]), after
+                await ok(s, "shutdown_kernel", notebook=nb)
         assert not marker.exists(), "it ran"
 
     asyncio.run(body())
