@@ -119,42 +119,37 @@ impl Engine {
             }
             return Err(e.into());
         }
-        if let Some(job) = fast {
-            self.live().set_status(&ids[0], Status::Running);
-            // Counted by the claim; the worker lives as long as the session.
-            if session.queue.send(job).is_ok() {
-                return Ok(ids);
-            }
-            session.jobs.done();
-            if let Ok(mut r) = session.running.lock() {
-                *r = None;
-            }
-            super::worker::finish_without_kernel(
-                self,
-                &ids[0],
-                Status::Cancelled,
-                "ShuttingDown",
-                "not run: the server was shutting down when it was accepted",
-            )
-            .await;
-            return Err(EngineError::ShuttingDown);
-        }
-        for (i, id) in ids.iter().enumerate() {
-            // The worker lives as long as the session; a send can only fail during shutdown.
-            // Rows accepted but not queued are cancelled, never left `pending` to run later.
-            if session.send(Job::Run(id.clone())).is_err() {
-                for id in &ids[i..] {
-                    super::worker::finish_without_kernel(
-                        self,
-                        id,
-                        Status::Cancelled,
-                        "ShuttingDown",
-                        "not run: the server was shutting down when it was accepted",
-                    )
-                    .await;
+        // The worker lives as long as the session; a send can only fail during shutdown.
+        // Rows accepted but not queued are cancelled, never left to run later.
+        let unqueued = match fast {
+            Some(job) => {
+                self.live().set_status(&ids[0], Status::Running);
+                // Counted by the claim.
+                let failed = session.queue.send(job).is_err();
+                if failed {
+                    session.jobs.done();
+                    if let Ok(mut r) = session.running.lock() {
+                        *r = None;
+                    }
                 }
-                return Err(EngineError::ShuttingDown);
+                failed.then_some(0)
             }
+            None => ids
+                .iter()
+                .position(|id| session.send(Job::Run(id.clone())).is_err()),
+        };
+        if let Some(i) = unqueued {
+            for id in &ids[i..] {
+                super::worker::finish_without_kernel(
+                    self,
+                    id,
+                    Status::Cancelled,
+                    "ShuttingDown",
+                    "not run: the server was shutting down when it was accepted",
+                )
+                .await;
+            }
+            return Err(EngineError::ShuttingDown);
         }
         Ok(ids)
     }

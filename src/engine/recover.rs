@@ -257,17 +257,7 @@ async fn reattach(rec: &KernelSessionRecord) -> Result<Reattached, String> {
     let client = KernelClient::connect(&info)
         .await
         .map_err(|e| e.to_string())?;
-    let kernel_info = client
-        .wait_ready_via_control(REATTACH_TIMEOUT)
-        .await
-        .map_err(|e| format!("it did not answer kernel_info: {e}"))?;
-    Ok(Reattached {
-        record: rec.clone(),
-        spec,
-        client,
-        kernel_info,
-        remote: None,
-    })
+    Reattached::confirm(rec, spec, client, REATTACH_TIMEOUT, None).await
 }
 
 /// Follows an execution that was `running` when the previous server died, on its surviving

@@ -185,21 +185,12 @@ pub(super) async fn reattach(
         .connect(&ids.kernel_id, &ids.ws_session)
         .await
         .map_err(|e| e.to_string())?;
-    let kernel_info = client
-        .wait_ready_via_control(timeout)
-        .await
-        .map_err(|e| format!("it did not answer kernel_info: {e}"))?;
-    Ok(Reattached {
-        record: rec.clone(),
-        spec,
-        client,
-        kernel_info,
-        remote: Some(RemoteKernel {
-            gateway,
-            kernel_id: ids.kernel_id.clone(),
-            session: ids.ws_session.clone(),
-        }),
-    })
+    let remote = RemoteKernel {
+        gateway,
+        kernel_id: ids.kernel_id.clone(),
+        session: ids.ws_session.clone(),
+    };
+    Reattached::confirm(rec, spec, client, timeout, Some(remote)).await
 }
 
 impl Engine {

@@ -410,6 +410,30 @@ pub struct Reattached {
     pub remote: Option<jmcp_kernel::RemoteKernel>,
 }
 
+impl Reattached {
+    /// Confirms a reconnected kernel with `kernel_info` on the control channel (answered even
+    /// while a cell runs) within `timeout`; the error says it did not answer.
+    pub async fn confirm(
+        record: &KernelSessionRecord,
+        spec: KernelSpec,
+        client: KernelClient,
+        timeout: Duration,
+        remote: Option<jmcp_kernel::RemoteKernel>,
+    ) -> Result<Reattached, String> {
+        let kernel_info = client
+            .wait_ready_via_control(timeout)
+            .await
+            .map_err(|e| format!("it did not answer kernel_info: {e}"))?;
+        Ok(Reattached {
+            record: record.clone(),
+            spec,
+            client,
+            kernel_info,
+            remote,
+        })
+    }
+}
+
 /// Installs a reattached kernel as the session's kernel and watches its process (a pidfd:
 /// it is not our child any more).
 pub fn adopt_kernel(

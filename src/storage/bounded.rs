@@ -47,22 +47,7 @@ impl Storage {
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, StorageUnavailable> {
         let mut opened = self.breaker(place).subscribe();
-        self.check(place).map_err(|mut e| {
-            e.what = what.to_string();
-            e
-        })?;
-        let key = folder_of(path);
-        if let Some((hung, n)) = self.hung_above(&key) {
-            return Err(StorageUnavailable {
-                path: path.to_path_buf(),
-                what: what.to_string(),
-                detail: format!(
-                    "was not tried: {n} earlier call(s) under {} have not returned for over {} s",
-                    hung.display(),
-                    self.timeout.as_secs_f64()
-                ),
-            });
-        }
+        let key = self.admit(place, path, what)?;
         let state = Arc::new(Mutex::new(CallState::Running));
         let (tx, rx) = oneshot::channel();
         let (me, st, k) = (self.clone(), state.clone(), key.clone());
@@ -70,12 +55,7 @@ impl Storage {
         // of the async runtime; the hung-folder check above bounds how many can pile up.
         tokio::task::spawn_blocking(move || {
             let r = f();
-            if let Ok(mut s) = st.lock() {
-                if matches!(*s, CallState::Abandoned) {
-                    me.unhang(&k);
-                }
-                *s = CallState::Done;
-            }
+            me.settle(&st, &k);
             let _ = tx.send(r);
         });
         let mut rx = rx;
@@ -93,18 +73,9 @@ impl Storage {
                 detail: "failed: the I/O task ended abnormally".into(),
             }),
             Err(detail) => {
-                if let Ok(mut s) = state.lock() {
-                    match *s {
-                        CallState::Running => {
-                            *s = CallState::Abandoned;
-                            self.hang(&key);
-                        }
-                        CallState::Done | CallState::Abandoned => {
-                            drop(s);
-                            if let Ok(r) = rx.try_recv() {
-                                return Ok(r);
-                            }
-                        }
+                if self.give_up(&state, &key) {
+                    if let Ok(r) = rx.try_recv() {
+                        return Ok(r);
                     }
                 }
                 tracing::warn!(path = %path.display(), "{what} {detail}; abandoned");
@@ -118,7 +89,7 @@ impl Storage {
     }
 
     /// [`Storage::run`] for blocking contexts (asset writes during result rendering, which
-    /// run in `block_in_place`): `f` runs on a new std thread, waited for at most
+    /// runs on the blocking pool): `f` runs on a new std thread, waited for at most
     /// `--storage-timeout` and abandoned after. Same errors as [`Storage::run`].
     pub fn run_sync<R: Send + 'static>(
         self: &Arc<Self>,
@@ -127,6 +98,48 @@ impl Storage {
         what: &str,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, StorageUnavailable> {
+        let key = self.admit(place, path, what)?;
+        let state = Arc::new(Mutex::new(CallState::Running));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (me, st, k) = (self.clone(), state.clone(), key.clone());
+        std::thread::Builder::new()
+            .name("jmcp-storage-io".into())
+            .spawn(move || {
+                let r = f();
+                me.settle(&st, &k);
+                let _ = tx.send(r);
+            })
+            .map_err(|e| StorageUnavailable {
+                path: path.to_path_buf(),
+                what: what.to_string(),
+                detail: format!("was not tried: cannot start a thread ({e})"),
+            })?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(r) => Ok(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StorageUnavailable {
+                path: path.to_path_buf(),
+                what: what.to_string(),
+                detail: "failed: the I/O thread ended abnormally".into(),
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if self.give_up(&state, &key) {
+                    if let Ok(r) = rx.try_recv() {
+                        return Ok(r);
+                    }
+                }
+                tracing::warn!(path = %path.display(), "{what} did not answer within {:.1} s; abandoned", self.timeout.as_secs_f64());
+                Err(StorageUnavailable {
+                    path: path.to_path_buf(),
+                    what: what.to_string(),
+                    detail: format!("did not answer within {} s", self.timeout.as_secs_f64()),
+                })
+            }
+        }
+    }
+
+    /// Refuses a call at once when the breaker of `place` is open or a call under the folder
+    /// of `path` is hung; else returns that folder (the key of [`Storage::hang`]).
+    fn admit(&self, place: Place, path: &Path, what: &str) -> Result<PathBuf, StorageUnavailable> {
         self.check(place).map_err(|mut e| {
             e.what = what.to_string();
             e
@@ -143,55 +156,33 @@ impl Storage {
                 ),
             });
         }
-        let state = Arc::new(Mutex::new(CallState::Running));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (me, st, k) = (self.clone(), state.clone(), key.clone());
-        std::thread::Builder::new()
-            .name("jmcp-storage-io".into())
-            .spawn(move || {
-                let r = f();
-                if let Ok(mut s) = st.lock() {
-                    if matches!(*s, CallState::Abandoned) {
-                        me.unhang(&k);
-                    }
-                    *s = CallState::Done;
-                }
-                let _ = tx.send(r);
-            })
-            .map_err(|e| StorageUnavailable {
-                path: path.to_path_buf(),
-                what: what.to_string(),
-                detail: format!("was not tried: cannot start a thread ({e})"),
-            })?;
-        match rx.recv_timeout(self.timeout) {
-            Ok(r) => Ok(r),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StorageUnavailable {
-                path: path.to_path_buf(),
-                what: what.to_string(),
-                detail: "failed: the I/O thread ended abnormally".into(),
-            }),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(mut s) = state.lock() {
-                    match *s {
-                        CallState::Running => {
-                            *s = CallState::Abandoned;
-                            self.hang(&key);
-                        }
-                        CallState::Done | CallState::Abandoned => {
-                            drop(s);
-                            if let Ok(r) = rx.try_recv() {
-                                return Ok(r);
-                            }
-                        }
-                    }
-                }
-                tracing::warn!(path = %path.display(), "{what} did not answer within {:.1} s; abandoned", self.timeout.as_secs_f64());
-                Err(StorageUnavailable {
-                    path: path.to_path_buf(),
-                    what: what.to_string(),
-                    detail: format!("did not answer within {} s", self.timeout.as_secs_f64()),
-                })
+        Ok(key)
+    }
+
+    /// Run by the I/O thread when its call returns: the call is done, and its folder is no
+    /// longer hung if the caller had abandoned it.
+    fn settle(&self, state: &Mutex<CallState>, key: &Path) {
+        if let Ok(mut s) = state.lock() {
+            if matches!(*s, CallState::Abandoned) {
+                self.unhang(key);
             }
+            *s = CallState::Done;
+        }
+    }
+
+    /// The caller stops waiting: a call still running is abandoned and its folder marked
+    /// hung (false); true when it returned meanwhile, so its result can still be taken.
+    fn give_up(&self, state: &Mutex<CallState>, key: &Path) -> bool {
+        let Ok(mut s) = state.lock() else {
+            return false;
+        };
+        match *s {
+            CallState::Running => {
+                *s = CallState::Abandoned;
+                self.hang(key);
+                false
+            }
+            CallState::Done | CallState::Abandoned => true,
         }
     }
 

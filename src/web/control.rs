@@ -80,6 +80,20 @@ fn kernel_answer(r: crate::engine::EngineResult<crate::engine::KernelView>) -> R
     }
 }
 
+/// The CSRF check of a kernel control, then its notebook resolved under the root; either
+/// failure as the response to send.
+async fn checked_notebook(
+    app: &AppState,
+    cookie: Option<&WebCookie>,
+    headers: &HeaderMap,
+    notebook: &str,
+) -> Result<crate::paths::RootedPath, Response> {
+    if let Some(r) = check_csrf(app, cookie, headers) {
+        return Err(r);
+    }
+    app.engine.resolve_notebook(notebook).await.map_err(failed)
+}
+
 /// `POST /api/view/interrupt {"notebook": P}`: as `interrupt_kernel`.
 pub async fn interrupt(
     State(app): State<AppState>,
@@ -87,12 +101,9 @@ pub async fn interrupt(
     headers: HeaderMap,
     Json(b): Json<NotebookBody>,
 ) -> Response {
-    if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
-        return r;
-    }
-    let path = match app.engine.resolve_notebook(&b.notebook).await {
+    let path = match checked_notebook(&app, cookie.as_deref(), &headers, &b.notebook).await {
         Ok(p) => p,
-        Err(e) => return failed(e),
+        Err(r) => return r,
     };
     tracing::info!(notebook = %path.rel, "web view: interrupt the kernel");
     kernel_answer(app.engine.interrupt_by(&path, Some(ACTOR)).await)
@@ -105,12 +116,9 @@ pub async fn restart(
     headers: HeaderMap,
     Json(b): Json<NotebookBody>,
 ) -> Response {
-    if let Some(r) = check_csrf(&app, cookie.as_deref(), &headers) {
-        return r;
-    }
-    let path = match app.engine.resolve_notebook(&b.notebook).await {
+    let path = match checked_notebook(&app, cookie.as_deref(), &headers, &b.notebook).await {
         Ok(p) => p,
-        Err(e) => return failed(e),
+        Err(r) => return r,
     };
     tracing::info!(notebook = %path.rel, "web view: restart the kernel");
     kernel_answer(app.engine.restart_by(&path, Some(ACTOR)).await)
